@@ -1,0 +1,107 @@
+"""Checks the JSON schema cannot express, and the names of the workflow's outputs.
+
+Schema validation (types, ranges, unknown keys) happens in ``workflow/rules/common.smk``;
+``check_config`` then checks the relations between keys. Errors name the key.
+"""
+
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names the offending key."""
+
+
+def mass_label(mass_1e14: float) -> str:
+    """The mass as written in file names: 1 -> '1', 1.5 -> '1.5', 0.75 -> '0.75'."""
+    return f"{float(mass_1e14):g}"
+
+
+def _check_range(config: dict[str, Any], key: str, n: int) -> None:
+    start, stop = config["split"][key]
+    if not 0 <= start < stop <= n:
+        raise ConfigError(
+            f"config key 'split.{key}': [{start}, {stop}) must satisfy "
+            f"0 <= start < stop <= grid.n_realizations ({n})"
+        )
+
+
+def check_config(config: dict[str, Any]) -> None:
+    """Cross-key checks on a schema-valid config.
+
+    Raises:
+        ConfigError: naming the key and the value at fault.
+    """
+    masses = config["grid"]["masses"]
+    labels = [mass_label(m) for m in masses]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"config key 'grid.masses': two masses share a file name: {labels}")
+    for m in config["split"]["train_masses"]:
+        if mass_label(m) not in labels:
+            raise ConfigError(
+                f"config key 'split.train_masses': {m} is not in grid.masses {masses}"
+            )
+    n = config["grid"]["n_realizations"]
+    for key in ("train", "val", "test"):
+        _check_range(config, key, n)
+    ranges = sorted(tuple(config["split"][k]) for k in ("train", "val", "test"))
+    for (_, stop), (start, _) in zip(ranges, ranges[1:], strict=False):
+        if start < stop:
+            raise ConfigError(f"config key 'split': train, val and test overlap: {ranges}")
+    lo, hi = config["scatter"]["mass_range"]
+    if not lo < hi:
+        raise ConfigError(f"config key 'scatter.mass_range': [{lo}, {hi}] must have lo < hi")
+    sky = config["sky"]
+    if 2 * sky["apodization_width_pix"] > sky["npix"]:
+        raise ConfigError(
+            f"config key 'sky.apodization_width_pix': {sky['apodization_width_pix']} px "
+            f"does not fit a {sky['npix']}-pixel cutout"
+        )
+    if config["spectra"]["lmax"] < config["spectra"]["lmax_camb"]:
+        raise ConfigError("config key 'spectra.lmax': must be >= spectra.lmax_camb")
+
+
+def grid_shards(config: dict[str, Any]) -> list[str]:
+    """Paths of the grid shards, one per mass."""
+    return [f"results/sims/grid/M{mass_label(m)}.zarr" for m in config["grid"]["masses"]]
+
+
+def scatter_shards(config: dict[str, Any]) -> list[str]:
+    """Paths of the scatter-test shards, one per sigma_int."""
+    return [f"results/sims/scatter/sigma{s:g}.zarr" for s in config["scatter"]["sigma_int"]]
+
+
+def shard_spec(config: dict[str, Any], set_name: str, name: str) -> dict[str, Any]:
+    """The config slice one shard job needs (its ``params``), from its wildcards.
+
+    ``name`` is ``M{mass}`` for the grid, ``sigma{value}`` for the scatter sets.
+    """
+    common = {
+        "seed": config["seed"],
+        "sky": config["sky"],
+        "cluster": {k: config["cluster"][k] for k in ("redshift", "x_max_r500", "subpixel")},
+    }
+    if set_name == "grid":
+        by_label = {mass_label(m): m for m in config["grid"]["masses"]}
+        label = name.removeprefix("M")
+        if label not in by_label:
+            raise ConfigError(f"grid shard {name}: mass {label} is not in grid.masses")
+        return {
+            **common,
+            "set_name": "grid",
+            "mass_1e14": by_label[label],
+            "n_realizations": config["grid"]["n_realizations"],
+            "sigma_int": config["cluster"]["sigma_int"],
+        }
+    if set_name == "scatter":
+        by_label = {f"{s:g}": s for s in config["scatter"]["sigma_int"]}
+        label = name.removeprefix("sigma")
+        if label not in by_label:
+            raise ConfigError(f"scatter shard {name}: {label} is not in scatter.sigma_int")
+        return {
+            **common,
+            "set_name": "scatter",
+            "sigma_int": by_label[label],
+            "n_clusters": config["scatter"]["n_clusters"],
+            "mass_range_1e14": config["scatter"]["mass_range"],
+        }
+    raise ConfigError(f"unknown simulation set {set_name!r}")

@@ -1,0 +1,273 @@
+"""Simulated 150 GHz cutouts of SZ clusters: CMB + foregrounds + cluster, beam, white noise,
+apodization (Gupta & Reichardt 2020, arXiv:2003.06135, §2.2; SPEC §1-2).
+
+Every map draws from its own random streams, keyed on (seed, set, mass or cluster id,
+realization, component) with ``numpy.random.SeedSequence``: a map is the same whatever the
+job order, chunking or number of threads.
+"""
+
+import logging
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from . import __version__, maps, profiles
+from .cluster import sz_template_uk
+from .logs import Progress
+from .spectra import read_spectra
+from .units import ARCMIN
+
+log = logging.getLogger("szmass.simulate")
+
+SET_CODES = {"grid": 1, "scatter": 2, "realistic": 3}
+COMPONENT_CODES = {"field": 0, "noise": 1, "scatter": 2, "mass": 3}
+_CHUNK = 100  # maps per FFT batch; fixed so that results never depend on it
+_BEAM_CUTOFF = 1e-5  # the spectra table must reach an l where the beam is below this
+
+
+def mass_key(mass_1e14: float) -> int:
+    """Integer key of a grid mass for the seed: the mass in units of 1e10 Msun."""
+    return int(round(mass_1e14 * 1e4))
+
+
+def map_rng(
+    seed: int, set_name: str, key: int, realization: int, component: str
+) -> np.random.Generator:
+    """The random stream of one component of one map."""
+    spawn_key = (SET_CODES[set_name], int(key), int(realization), COMPONENT_CODES[component])
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=spawn_key)))
+
+
+def scatter_set_masses(
+    *, seed: int, n_clusters: int, mass_range_1e14: tuple[float, float]
+) -> np.ndarray:
+    """M200c [Msun] of the scatter-test clusters, uniform in ``mass_range_1e14``; cluster i's
+    mass comes from its own stream, so both scatter sets hold the same clusters."""
+    lo, hi = mass_range_1e14
+    return np.array(
+        [map_rng(seed, "scatter", i, 0, "mass").uniform(lo, hi) * 1e14 for i in range(n_clusters)]
+    )
+
+
+def simulate_maps(
+    *,
+    m200c_msun: np.ndarray,
+    keys: np.ndarray,
+    realizations: np.ndarray,
+    set_name: str,
+    seed: int,
+    sigma_int: float,
+    spectra_ell: np.ndarray,
+    spectra_cl: np.ndarray,
+    cosmo: dict[str, Any],
+    sky: dict[str, Any],
+    cluster: dict[str, Any],
+    threads: int = 1,
+) -> dict[str, np.ndarray]:
+    """Simulate one map per entry of ``m200c_msun`` (same ``keys``/``realizations`` shape (n,)).
+
+    Args:
+        sky: ``freq_ghz``, ``pixel_arcmin``, ``npix``, ``pad_factor``, ``beam_fwhm_arcmin``,
+            ``noise_uk_arcmin``, ``apodization_width_pix``.
+        cluster: ``redshift``, ``x_max_r500``, ``subpixel``.
+        spectra_ell, spectra_cl: the total sky C_l [uK^2], l = 0..lmax.
+    Returns:
+        dict with ``sky`` and ``sz`` (n, npix, npix) float32 [uK], and per map ``m200c``,
+        ``m500c`` [Msun], ``z``, ``ln_scatter``.
+    """
+    npix, pixel_arcmin = sky["npix"], sky["pixel_arcmin"]
+    fwhm, z = sky["beam_fwhm_arcmin"], cluster["redshift"]
+    pixel_rad = pixel_arcmin * ARCMIN
+    n_pad = npix * sky["pad_factor"]
+    if fwhm > 0 and maps.beam_transfer(spectra_ell[-1], fwhm) > _BEAM_CUTOFF:
+        raise ValueError(
+            f"spectra.lmax = {spectra_ell[-1]} is too low for a {fwhm}' beam "
+            f"(B_l = {maps.beam_transfer(spectra_ell[-1], fwhm):.1e} > {_BEAM_CUTOFF})"
+        )
+    filt = maps.field_filter(
+        ell=spectra_ell, cl=spectra_cl, n=n_pad, pixel_rad=pixel_rad, fwhm_arcmin=fwhm
+    )
+    window = maps.apodization_window(npix, sky["apodization_width_pix"])
+    noise_rms = maps.white_noise_rms_per_pixel(sky["noise_uk_arcmin"], pixel_arcmin)
+
+    # The cluster: one profile per distinct mass, reused for all its realizations.
+    unique_m200, inverse = np.unique(m200c_msun, return_inverse=True)
+    unique_m500 = np.atleast_1d(profiles.m200c_to_m500c(unique_m200, z=z, cosmo=cosmo))
+    templates = np.empty((len(unique_m200), npix, npix))
+    progress = Progress(len(unique_m200), "cluster profiles", log)
+    for i, m500 in enumerate(unique_m500):
+        templates[i] = sz_template_uk(
+            m500_msun=m500,
+            z=z,
+            cosmo=cosmo,
+            npix=npix,
+            pixel_arcmin=pixel_arcmin,
+            fwhm_arcmin=fwhm,
+            freq_ghz=sky["freq_ghz"],
+            subpixel=cluster["subpixel"],
+            x_max=cluster["x_max_r500"],
+        )
+        progress.update(1)
+
+    n = len(m200c_msun)
+    out_sky = np.empty((n, npix, npix), dtype=np.float32)
+    out_sz = np.empty((n, npix, npix), dtype=np.float32)
+    ln_scatter = np.empty(n)
+    progress = Progress(n, "maps", log)
+    for start in range(0, n, _CHUNK):
+        idx = range(start, min(start + _CHUNK, n))
+        white = np.stack(
+            [
+                map_rng(seed, set_name, keys[i], realizations[i], "field").standard_normal(
+                    (n_pad, n_pad)
+                )
+                for i in idx
+            ]
+        )
+        field = maps.crop_center(maps.gaussian_fields(white, filt, workers=threads), npix)
+        for j, i in enumerate(idx):
+            noise = (
+                map_rng(seed, set_name, keys[i], realizations[i], "noise").standard_normal(
+                    (npix, npix)
+                )
+                * noise_rms
+            )
+            delta = (
+                sigma_int
+                * map_rng(seed, set_name, keys[i], realizations[i], "scatter").standard_normal()
+            )
+            sz = templates[inverse[i]] * np.exp(delta)
+            ln_scatter[i] = delta
+            out_sz[i] = sz
+            out_sky[i] = window * (field[j] + sz + noise)
+        progress.update(len(idx))
+    return {
+        "sky": out_sky,
+        "sz": out_sz,
+        "m200c": np.asarray(m200c_msun, dtype=float),
+        "m500c": unique_m500[inverse],
+        "z": np.full(n, z),
+        "ln_scatter": ln_scatter,
+    }
+
+
+def shard_dataset(
+    sims: dict[str, np.ndarray],
+    *,
+    realizations: np.ndarray,
+    pixel_arcmin: float,
+    attrs: dict[str, Any],
+) -> xr.Dataset:
+    """Wrap simulated maps in a self-describing xarray Dataset (the shard schema)."""
+    npix = sims["sky"].shape[-1]
+    offsets = (np.arange(npix) - npix // 2) * pixel_arcmin
+    dims = ("realization", "y", "x")
+    ds = xr.Dataset(
+        {
+            "sky": (dims, sims["sky"], {"units": "uK", "long_name": "observed sky map"}),
+            "sz": (
+                dims,
+                sims["sz"],
+                {"units": "uK", "long_name": "cluster tSZ map (beam, scatter)"},
+            ),
+            "m200c": ("realization", sims["m200c"], {"units": "Msun"}),
+            "m500c": ("realization", sims["m500c"], {"units": "Msun"}),
+            "z": ("realization", sims["z"], {"units": "1", "long_name": "redshift"}),
+            "ln_scatter": (
+                "realization",
+                sims["ln_scatter"],
+                {"units": "1", "long_name": "drawn ln-scatter delta of the SZ amplitude"},
+            ),
+        },
+        coords={
+            "realization": ("realization", np.asarray(realizations, dtype=np.int64)),
+            "y": ("y", offsets, {"units": "arcmin", "long_name": "offset from the cluster"}),
+            "x": ("x", offsets, {"units": "arcmin", "long_name": "offset from the cluster"}),
+        },
+        attrs={**attrs, "szmass_version": __version__},
+    )
+    return ds
+
+
+def _flat_attrs(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
+    return {f"{prefix}{k}": v for k, v in values.items()}
+
+
+def simulate_shard(
+    *,
+    spectra_path: str,
+    out_path: str,
+    set_name: str,
+    seed: int,
+    sky: dict[str, Any],
+    cluster: dict[str, Any],
+    sigma_int: float,
+    mass_1e14: float | None = None,
+    n_realizations: int | None = None,
+    n_clusters: int | None = None,
+    mass_range_1e14: tuple[float, float] | None = None,
+    threads: int = 1,
+) -> xr.Dataset:
+    """Simulate one shard and write it to ``out_path`` (Zarr, atomically).
+
+    ``set_name="grid"``: ``n_realizations`` maps of one mass ``mass_1e14`` [1e14 Msun].
+    ``set_name="scatter"``: ``n_clusters`` clusters with masses uniform in ``mass_range_1e14``,
+    one map each (realization i is cluster i).
+    """
+    from .io import write_zarr_atomic
+
+    spectra = read_spectra(spectra_path)
+    cosmo = dict(spectra.meta["cosmology"])
+    if set_name == "grid":
+        if mass_1e14 is None or n_realizations is None:
+            raise ValueError("a grid shard needs mass_1e14 and n_realizations")
+        m200c = np.full(n_realizations, mass_1e14 * 1e14)
+        keys = np.full(n_realizations, mass_key(mass_1e14))
+        realizations = np.arange(n_realizations)
+        shard_attrs = {"mass_1e14": mass_1e14}
+    elif set_name == "scatter":
+        if n_clusters is None or mass_range_1e14 is None:
+            raise ValueError("a scatter shard needs n_clusters and mass_range_1e14")
+        m200c = scatter_set_masses(
+            seed=seed, n_clusters=n_clusters, mass_range_1e14=tuple(mass_range_1e14)
+        )
+        keys = np.arange(n_clusters)
+        realizations = np.zeros(n_clusters, dtype=int)
+        shard_attrs = {"mass_range_1e14": list(mass_range_1e14), "realization_is": "cluster id"}
+    else:
+        raise ValueError(f"unknown set {set_name!r}; expected 'grid' or 'scatter'")
+    log.info("simulating %s shard %s: %d maps", set_name, out_path, len(m200c))
+    sims = simulate_maps(
+        m200c_msun=m200c,
+        keys=keys,
+        realizations=realizations,
+        set_name=set_name,
+        seed=seed,
+        sigma_int=sigma_int,
+        spectra_ell=np.asarray(spectra["ell"], dtype=float),
+        spectra_cl=np.asarray(spectra["cl_total"], dtype=float),
+        cosmo=cosmo,
+        sky=sky,
+        cluster=cluster,
+        threads=threads,
+    )
+    attrs = {
+        "set": set_name,
+        "seed": seed,
+        "sigma_int": sigma_int,
+        **shard_attrs,
+        **_flat_attrs("sky_", sky),
+        **_flat_attrs("cluster_", cluster),
+        **_flat_attrs("cosmo_", cosmo),
+        "spectra_lmax": int(spectra["ell"][-1]),
+        "foregrounds_d3000_uk2": str(spectra.meta["foregrounds"]),
+        "description": "szmass simulated 150 GHz cutouts (Gupta & Reichardt 2020); "
+        "sky = apodization x (CMB + foregrounds + cluster [beam] + white noise)",
+    }
+    ds = shard_dataset(
+        sims, realizations=np.arange(len(m200c)), pixel_arcmin=sky["pixel_arcmin"], attrs=attrs
+    )
+    write_zarr_atomic(ds, out_path)
+    log.info("wrote %s", out_path)
+    return ds
