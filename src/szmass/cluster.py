@@ -21,11 +21,12 @@ _X_TAB_MIN = 1e-4
 @lru_cache(maxsize=8)
 def _subpixel_log_radius_arcmin(n: int, pixel_arcmin: float, subpixel: int) -> np.ndarray:
     """ln of the distance [arcmin] of every sub-pixel sample from the map centre (n//2, n//2),
-    shape (n * subpixel, n * subpixel). Even ``subpixel`` never samples the centre itself."""
+    shape (n * subpixel, n * subpixel). """
     c = n // 2
     offsets = (np.arange(subpixel) + 0.5) / subpixel - 0.5
     u = ((np.arange(n)[:, None] - c) + offsets[None, :]).reshape(-1) * pixel_arcmin
-    out = 0.5 * np.log(u[:, None] ** 2 + u[None, :] ** 2)
+    # Floor at a tiny radius: an odd subpixel samples the centre, where y(0) ~ y(X_min).
+    out = 0.5 * np.log(np.maximum(u[:, None] ** 2 + u[None, :] ** 2, 1e-30))
     out.setflags(write=False)
     return out
 

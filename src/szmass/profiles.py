@@ -150,9 +150,11 @@ def f_sz(freq_ghz: float, t_cmb_k: float) -> float:
 
 def y_sph_r500_a10(m500_msun: float, *, z: float, cosmo: dict[str, Any]) -> float:
     """Y_sph(R500) [Mpc^2] from the A10 scaling (eq. 25): 2.925e-5 I(1) h70^-1 E(z)^(2/3)
-    (M500 / 3e14 h70^-1)^(5/3 + alpha_p) Mpc^2. Independent of the profile integration here."""
+    (M500 / 3e14 h70^-1)^(5/3 + alpha_p) Mpc^2, where I(1) = 0.6145 h70^-3/2 carries the units
+    of P0, so Y ∝ h70^-5/2 overall. Independent of the profile integration here (it neglects
+    the alpha'_p running, a few per cent)."""
     hh70 = cosmo_mod.h70(cosmo)
     ez = float(cosmo_mod.colossus(cosmo).Ez(z))
     mfac = m500_msun * hh70 / A10_MPIVOT_MSUN_H70
-    i1 = 0.6145  # A10's published I(1)
+    i1 = 0.6145 * hh70**-1.5  # A10's published I(1), for P0 in units of h70^-3/2
     return A10_YSPH_NORM_MPC2 * i1 / hh70 * ez ** (2 / 3) * mfac ** (5 / 3 + A10_ALPHA_P)
