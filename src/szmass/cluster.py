@@ -19,9 +19,9 @@ _X_TAB_MIN = 1e-4
 
 
 @lru_cache(maxsize=8)
-def _subpixel_log_radius_arcmin(n: int, pixel_arcmin: float, subpixel: int) -> np.ndarray:
+def subpixel_log_radius_arcmin(n: int, pixel_arcmin: float, subpixel: int) -> np.ndarray:
     """ln of the distance [arcmin] of every sub-pixel sample from the map centre (n//2, n//2),
-    shape (n * subpixel, n * subpixel). """
+    shape (n * subpixel, n * subpixel)."""
     c = n // 2
     offsets = (np.arange(subpixel) + 0.5) / subpixel - 0.5
     u = ((np.arange(n)[:, None] - c) + offsets[None, :]).reshape(-1) * pixel_arcmin
@@ -52,7 +52,7 @@ def cluster_y_map(
     x_tab = np.geomspace(_X_TAB_MIN, x_max, _N_TAB)
     y_tab = profiles.y_profile(x_tab, m500_msun=m500_msun, z=z, cosmo=cosmo, x_max=x_max)
     y_tab[-1] = 0.0
-    log_x = _subpixel_log_radius_arcmin(n, pixel_arcmin, subpixel) - np.log(theta500_arcmin)
+    log_x = subpixel_log_radius_arcmin(n, pixel_arcmin, subpixel) - np.log(theta500_arcmin)
     y_sub = np.interp(log_x, np.log(x_tab), y_tab, right=0.0)
     return y_sub.reshape(n, subpixel, n, subpixel).mean(axis=(1, 3))
 

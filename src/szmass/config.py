@@ -43,10 +43,12 @@ def check_config(config: dict[str, Any]) -> None:
     n = config["grid"]["n_realizations"]
     for key in ("train", "val", "test"):
         _check_range(config, key, n)
-    ranges = sorted(tuple(config["split"][k]) for k in ("train", "val", "test"))
-    for (_, stop), (start, _) in zip(ranges, ranges[1:], strict=False):
-        if start < stop:
-            raise ConfigError(f"config key 'split': train, val and test overlap: {ranges}")
+    ranges = sorted((tuple(config["split"][k]), k) for k in ("train", "val", "test"))
+    for ((lo1, hi1), k1), ((lo2, hi2), k2) in zip(ranges, ranges[1:], strict=False):
+        if lo2 < hi1:
+            raise ConfigError(
+                f"config keys 'split.{k1}' [{lo1}, {hi1}) and 'split.{k2}' [{lo2}, {hi2}) overlap"
+            )
     lo, hi = config["scatter"]["mass_range"]
     if not lo < hi:
         raise ConfigError(f"config key 'scatter.mass_range': [{lo}, {hi}] must have lo < hi")

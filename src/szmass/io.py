@@ -1,4 +1,4 @@
-"""Zarr shards on disk: atomic writes and checked reads."""
+"""Zarr stores on disk: atomic writes and checked reads."""
 
 import os
 import shutil
@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import xarray as xr
+import zarr
 
 SHARD_VARIABLES = ("sky", "sz", "m200c", "m500c", "z", "ln_scatter")
 
@@ -18,14 +19,17 @@ class ShardError(RuntimeError):
 def write_zarr_atomic(ds: xr.Dataset, path: str | os.PathLike, *, chunk: int = 200) -> None:
     """Write ``ds`` as a Zarr store beside ``path``, then rename it into place.
 
-    A job killed mid-write leaves only a hidden ``.<name>.tmp-<pid>`` directory, never
-    something at ``path``. Metadata are consolidated (so plain ``xr.open_zarr`` is quick
-    and silent); zarr 3 warns that consolidation is not in the v3 spec, which we accept.
+    A job killed mid-write leaves only a hidden ``.<name>.tmp-<pid>`` directory (removed by
+    the next write), never something at ``path``; an existing store is moved aside before the
+    rename and deleted after it. Metadata are consolidated, so a plain ``xr.open_zarr`` is
+    quick and silent (zarr 3 warns that consolidation is not in the v3 spec; we accept that).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    trash = path.with_name(f".{path.name}.old-{os.getpid()}")
     dim = next(iter(ds.dims))
     ds = ds.chunk({dim: min(chunk, ds.sizes[dim])})
     try:
@@ -33,16 +37,18 @@ def write_zarr_atomic(ds: xr.Dataset, path: str | os.PathLike, *, chunk: int = 2
             warnings.filterwarnings("ignore", message="Consolidated metadata is currently not")
             ds.to_zarr(tmp, mode="w", consolidated=True)
         if path.exists():
-            shutil.rmtree(path)
+            os.rename(path, trash)
         os.rename(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(trash, ignore_errors=True)
 
 
 def open_shard(
-    path: str | os.PathLike, *, variables: Iterable[str] = SHARD_VARIABLES
+    path: str | os.PathLike, *, variables: Iterable[str] = SHARD_VARIABLES, load: bool = True
 ) -> xr.Dataset:
-    """Open a shard lazily, checking it exists, opens and holds ``variables``.
+    """Open a shard, checking it exists, holds ``variables`` with all their chunks, and (with
+    ``load``, the default: a shard is ~10 MB) that every chunk decodes.
 
     Raises:
         ShardError: naming the file and the problem.
@@ -50,11 +56,24 @@ def open_shard(
     path = Path(path)
     if not path.exists():
         raise ShardError(f"shard {path} does not exist")
+    variables = list(variables)
     try:
+        group = zarr.open_group(path, mode="r", use_consolidated=False)
+        missing = [v for v in variables if v not in group]
+        if missing:
+            raise ShardError(f"shard {path} lacks variables {missing}")
+        for name in variables:
+            array = group[name]
+            if array.nchunks_initialized != array.nchunks:
+                raise ShardError(
+                    f"shard {path}: variable {name!r} has {array.nchunks_initialized} of "
+                    f"{array.nchunks} chunks"
+                )
         ds = xr.open_zarr(path, consolidated=True)
-    except Exception as err:  # zarr raises many kinds for a damaged store
+        if load:
+            ds = ds.load()
+    except ShardError:
+        raise
+    except Exception as err:  # zarr and the codecs raise many kinds for a damaged store
         raise ShardError(f"shard {path} is corrupt or not a Zarr store: {err}") from err
-    missing = [v for v in variables if v not in ds]
-    if missing:
-        raise ShardError(f"shard {path} lacks variables {missing}")
     return ds

@@ -36,5 +36,5 @@ class Progress:
             rate = self.done / max(now - self.start, 1e-9)
             eta = (self.total - self.done) / rate if rate > 0 else float("inf")
             self.logger.info(
-                "%s: %d/%d (%.0f/s, ETA %.0f s)", self.what, self.done, self.total, rate, eta
+                "%s: %d/%d (%.3g/s, ETA %.0f s)", self.what, self.done, self.total, rate, eta
             )

@@ -6,6 +6,7 @@ realization, component) with ``numpy.random.SeedSequence``: a map is the same wh
 job order, chunking or number of threads.
 """
 
+import json
 import logging
 from typing import Any
 
@@ -261,7 +262,7 @@ def simulate_shard(
         **_flat_attrs("cluster_", cluster),
         **_flat_attrs("cosmo_", cosmo),
         "spectra_lmax": int(spectra["ell"][-1]),
-        "foregrounds_d3000_uk2": str(spectra.meta["foregrounds"]),
+        "foregrounds": json.dumps(spectra.meta["foregrounds"], sort_keys=True),
         "description": "szmass simulated 150 GHz cutouts (Gupta & Reichardt 2020); "
         "sky = apodization x (CMB + foregrounds + cluster [beam] + white noise)",
     }

@@ -1,13 +1,24 @@
+import json
+import sys
+from pathlib import Path
+
 from snakemake.utils import validate
 
+# Check the config with this checkout's szmass, as the rule scripts do (workflow/scripts/_bootstrap.py).
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from szmass.config import check_config, grid_shards, scatter_shards, shard_spec
 
 validate(config, "../schemas/config.schema.yaml")
 check_config(config)
 
 
+def canonical(value):
+    """Key-sorted copy of a config slice: params compare by repr, so key order must not matter."""
+    return json.loads(json.dumps(value, sort_keys=True))
+
+
 def src(*modules):
-    """The src/szmass modules a rule uses, as inputs: editing one reruns the rule."""
+    """The src/szmass modules a rule uses, as inputs; editing one reruns the rule."""
     return [f"src/szmass/{m}.py" for m in modules]
 
 
@@ -16,4 +27,4 @@ def all_shards():
 
 
 def shard_params(wildcards):
-    return shard_spec(config, wildcards.set, wildcards.name)
+    return canonical(shard_spec(config, wildcards.set, wildcards.name))

@@ -6,17 +6,27 @@ wildcard_constraints:
 rule simulate_shard:
     input:
         spectra="results/spectra/spectra.ecsv",
-        code=src("simulate", "cluster", "profiles", "maps", "cosmology", "io"),
+        code=src(
+            "simulate",
+            "cluster",
+            "profiles",
+            "maps",
+            "cosmology",
+            "io",
+            "units",
+            "spectra",
+            "logs",
+        ),
     output:
         directory("results/sims/{set}/{name}.zarr"),
+    params:
+        shard=shard_params,
     log:
         "logs/simulate_shard/{set}/{name}.log",
     benchmark:
         "benchmarks/simulate_shard/{set}/{name}.tsv"
+    threads: 1
     conda:
         "../../envs/simulate.yaml"
-    threads: 1
-    params:
-        shard=shard_params,
     script:
         "../scripts/simulate_shard.py"

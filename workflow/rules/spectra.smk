@@ -1,17 +1,17 @@
 rule compute_spectra:
     input:
-        code=src("spectra", "cosmology"),
+        code=src("spectra", "cosmology", "logs"),
     output:
         "results/spectra/spectra.ecsv",
+    params:
+        cosmology=canonical(config["cosmology"]),
+        spectra=canonical(config["spectra"]),
     log:
         "logs/compute_spectra.log",
     benchmark:
         "benchmarks/compute_spectra.tsv"
+    threads: 1
     conda:
         "../../envs/spectra.yaml"
-    threads: 1
-    params:
-        cosmology=config["cosmology"],
-        spectra=config["spectra"],
     script:
         "../scripts/compute_spectra.py"

@@ -1,0 +1,218 @@
+"""szmass.config: cross-key checks, file names of the shards, each shard job's params."""
+
+import inspect
+
+import pytest
+from snakemake.utils import validate
+
+from szmass.config import (
+    ConfigError,
+    check_config,
+    grid_shards,
+    mass_label,
+    scatter_shards,
+    shard_spec,
+)
+from szmass.simulate import simulate_shard
+
+SCHEMA = "workflow/schemas/config.schema.yaml"
+
+
+# --- valid configurations ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["paper_config", "test_config"])
+def test_shipped_configs_pass_schema_and_checks(name, request, repo):
+    config = request.getfixturevalue(name)
+    validate(config, str(repo / SCHEMA))
+    check_config(config)
+
+
+def test_schema_describes_every_key(repo):
+    """CONVENTIONS: a type (or $ref), a range and a description on every key."""
+    import yaml
+
+    with open(repo / SCHEMA) as f:
+        schema = yaml.safe_load(f)
+    problems = []
+
+    def walk(node, path):
+        for key, sub in node.get("properties", {}).items():
+            where = f"{path}.{key}" if path else key
+            if "description" not in sub:
+                problems.append(f"{where}: no description")
+            if "type" not in sub and "$ref" not in sub:
+                problems.append(f"{where}: no type")
+            if sub.get("type") in ("number", "integer"):
+                if not {"minimum", "exclusiveMinimum"} & set(sub):
+                    problems.append(f"{where}: no lower bound")
+                if not {"maximum", "exclusiveMaximum"} & set(sub):
+                    problems.append(f"{where}: no upper bound")
+            walk(sub, where)
+
+    walk(schema, "")
+    assert not problems
+
+
+# --- invalid configurations: ConfigError naming the key -----------------------------------
+
+
+def _break_train_mass(c):
+    c["split"]["train_masses"] = [1, 3]  # 3 is not in the tiny grid [1, 2, 4]
+
+
+def _break_overlap(c):
+    c["split"]["train"] = [0, 7]  # val is [6, 9)
+
+
+def _break_beyond(c):
+    c["split"]["test"] = [9, 13]  # n_realizations is 12
+
+
+def _break_empty_range(c):
+    c["split"]["train"] = [4, 4]
+
+
+def _break_scatter_equal(c):
+    c["scatter"]["mass_range"] = [3, 3]
+
+
+def _break_scatter_reversed(c):
+    c["scatter"]["mass_range"] = [7, 2]
+
+
+def _break_label_clash(c):
+    c["grid"]["masses"] = [1, 0.1234567, 0.1234568]  # both are written M0.123457
+    c["split"]["train_masses"] = [1]
+
+
+def _break_apodization(c):
+    c["sky"]["apodization_width_pix"] = 21  # 2 x 21 > npix = 40
+
+
+def _break_lmax(c):
+    c["spectra"]["lmax"] = 2500  # below lmax_camb = 3000
+
+
+@pytest.mark.parametrize(
+    ("breaker", "key"),
+    [
+        (_break_train_mass, "split.train_masses"),
+        (_break_overlap, "split.train"),
+        (_break_beyond, "split.test"),
+        (_break_empty_range, "split.train"),
+        (_break_scatter_equal, "scatter.mass_range"),
+        (_break_scatter_reversed, "scatter.mass_range"),
+        (_break_label_clash, "grid.masses"),
+        (_break_apodization, "sky.apodization_width_pix"),
+        (_break_lmax, "spectra.lmax"),
+    ],
+    ids=lambda v: v.__name__.removeprefix("_break_") if callable(v) else v,
+)
+def test_check_config_names_the_key(test_config, breaker, key):
+    breaker(test_config)
+    with pytest.raises(ConfigError, match=f"'{key}'"):
+        check_config(test_config)
+
+
+def test_overlap_names_both_ranges(test_config):
+    _break_overlap(test_config)
+    with pytest.raises(ConfigError) as err:
+        check_config(test_config)
+    assert "split.train" in str(err.value) and "split.val" in str(err.value)
+
+
+def test_adjacent_ranges_do_not_overlap(test_config):
+    test_config["split"].update(train=[0, 4], val=[4, 8], test=[8, 12])
+    check_config(test_config)
+
+
+# --- names of outputs ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mass", "label"),
+    [(1, "1"), (1.5, "1.5"), (0.75, "0.75"), (1.0, "1"), (10, "10"), (0.5, "0.5")],
+)
+def test_mass_label(mass, label):
+    assert mass_label(mass) == label
+
+
+def test_grid_shards(paper_config):
+    shards = grid_shards(paper_config)
+    assert len(shards) == 19
+    assert shards[0] == "results/sims/grid/M0.5.zarr"
+    assert "results/sims/grid/M0.75.zarr" in shards
+    assert "results/sims/grid/M1.zarr" in shards
+    assert shards[-1] == "results/sims/grid/M10.zarr"
+    assert len(set(shards)) == len(shards)
+
+
+def test_scatter_shards(paper_config):
+    assert scatter_shards(paper_config) == [
+        "results/sims/scatter/sigma0.2.zarr",
+        "results/sims/scatter/sigma0.zarr",
+    ]
+
+
+# --- shard_spec: the params of one shard job ---------------------------------------------
+
+
+def _binds_to_simulate_shard(spec):
+    inspect.signature(simulate_shard).bind(spectra_path="s", out_path="o", threads=1, **spec)
+
+
+def test_shard_spec_grid(paper_config):
+    spec = shard_spec(paper_config, "grid", "M0.75")
+    assert spec == {
+        "seed": paper_config["seed"],
+        "sky": paper_config["sky"],
+        "cluster": {"redshift": 0.7, "x_max_r500": 5.0, "subpixel": 8},
+        "set_name": "grid",
+        "mass_1e14": 0.75,
+        "n_realizations": 800,
+        "sigma_int": paper_config["cluster"]["sigma_int"],
+    }
+    _binds_to_simulate_shard(spec)
+
+
+def test_shard_spec_grid_integer_mass(paper_config):
+    spec = shard_spec(paper_config, "grid", "M1")
+    assert spec["mass_1e14"] == 1
+
+
+def test_shard_spec_scatter(paper_config):
+    spec = shard_spec(paper_config, "scatter", "sigma0")
+    assert spec == {
+        "seed": paper_config["seed"],
+        "sky": paper_config["sky"],
+        "cluster": {"redshift": 0.7, "x_max_r500": 5.0, "subpixel": 8},
+        "set_name": "scatter",
+        "sigma_int": 0,
+        "n_clusters": 1000,
+        "mass_range_1e14": [2, 7],
+    }
+    assert shard_spec(paper_config, "scatter", "sigma0.2")["sigma_int"] == 0.2
+    _binds_to_simulate_shard(spec)
+
+
+@pytest.mark.parametrize(
+    ("set_name", "name"),
+    [("grid", "M3.25"), ("grid", "M1.0"), ("grid", "sigma0.2"), ("scatter", "sigma0.5")],
+)
+def test_shard_spec_unknown_shard_raises(paper_config, set_name, name):
+    with pytest.raises(ConfigError, match=name):
+        shard_spec(paper_config, set_name, name)
+
+
+def test_shard_spec_unknown_set_raises(paper_config):
+    with pytest.raises(ConfigError, match="realistic"):
+        shard_spec(paper_config, "realistic", "M1")
+
+
+def test_every_shard_has_a_spec(paper_config):
+    """The paths the workflow asks for map back onto specs (what the wildcards carry)."""
+    for path in grid_shards(paper_config) + scatter_shards(paper_config):
+        set_name, file_name = path.split("/")[-2:]
+        spec = shard_spec(paper_config, set_name, file_name.removesuffix(".zarr"))
+        assert spec["set_name"] == set_name

@@ -1,0 +1,47 @@
+"""Dry run of the paper's setup, and bad configurations that must stop before any job."""
+
+import re
+
+import pytest
+
+from szmass.config import mass_label
+
+from . import smk
+
+
+def test_paper_dry_run(workflow_copy, paper_config):
+    """``snakemake -n`` (config/config.yaml, the default): CAMB once, 19 + 2 shards."""
+    proc = smk.run(workflow_copy, "-n")
+    assert proc.returncode == 0, proc.stdout
+    assert smk.job_stats(proc.stdout) == {"compute_spectra": 1, "simulate_shard": 21, "all": 1}
+    wildcards = re.findall(r"wildcards: set=(\w+), name=(\S+)", proc.stdout)
+    grid = sorted(name for s, name in wildcards if s == "grid")
+    scatter = sorted(name for s, name in wildcards if s == "scatter")
+    assert grid == sorted(f"M{mass_label(m)}" for m in paper_config["grid"]["masses"])
+    assert scatter == ["sigma0", "sigma0.2"]
+    assert not (workflow_copy / "results").exists()
+
+
+BAD_CONFIGS = {
+    # name: (edit of config/test.yaml, text the error must contain)
+    "unknown_key": (smk.set_key("sky", "noise_uk_arcmn", 5.0), "noise_uk_arcmn"),
+    "unknown_top_level_key": (smk.set_key("seeed", 7), "seeed"),
+    "negative_noise": (smk.set_key("sky", "noise_uk_arcmin", -1.0), "noise_uk_arcmin"),
+    "train_mass_not_in_grid": (smk.set_key("split", "train_masses", [1, 3]), "split.train_masses"),
+    "empty_grid": (smk.set_key("grid", "masses", []), "masses"),
+    "npix_not_multiple_of_8": (smk.set_key("sky", "npix", 36), "npix"),
+    "split_beyond_realizations": (smk.set_key("split", "test", [9, 20]), "split.test"),
+    "scatter_range_reversed": (smk.set_key("scatter", "mass_range", [7, 2]), "scatter.mass_range"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CONFIGS))
+def test_bad_config_stops_before_any_job(workflow_copy, case):
+    edit, key = BAD_CONFIGS[case]
+    config = smk.write_config(workflow_copy / "bad.yaml", edit)
+    proc = smk.run(workflow_copy, "--cores", "1", "--configfile", str(config))
+    assert proc.returncode != 0, proc.stdout
+    assert key in proc.stdout, proc.stdout
+    assert smk.job_stats(proc.stdout) == {}, proc.stdout
+    for out in ("results", "logs", "benchmarks"):
+        assert not (workflow_copy / out).exists()

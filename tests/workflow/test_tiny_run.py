@@ -1,0 +1,223 @@
+"""The full tiny run (config/test.yaml) in a temporary directory: outputs, shard schema, reruns."""
+
+import os
+import warnings
+
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+
+from szmass.config import grid_shards, mass_label, scatter_shards
+from szmass.cosmology import COSMOLOGY_KEYS
+from szmass.maps import apodization_window
+
+from . import smk
+
+pytestmark = pytest.mark.slow
+
+with open(smk.REPO / "config" / "test.yaml") as _f:
+    CONFIG = yaml.safe_load(_f)
+SHARDS = grid_shards(CONFIG) + scatter_shards(CONFIG)
+SPECTRA = "results/spectra/spectra.ecsv"
+
+
+def _open(run_dir, shard) -> xr.Dataset:
+    """A plain ``xr.open_zarr``, which must be silent."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return xr.open_zarr(run_dir / shard)
+
+
+def test_outputs_exist(tiny_run):
+    assert (tiny_run.path / SPECTRA).is_file()
+    for shard in SHARDS:
+        assert (tiny_run.path / shard / "zarr.json").is_file(), shard
+    # nothing else (no temporaries) beside the shards
+    for set_name in ("grid", "scatter"):
+        listed = sorted(os.listdir(tiny_run.path / "results" / "sims" / set_name))
+        assert listed == sorted(s.split("/")[-1] for s in SHARDS if f"/{set_name}/" in s)
+    assert smk.job_stats(tiny_run.output) == {"compute_spectra": 1, "simulate_shard": 5, "all": 1}
+
+
+@pytest.mark.parametrize("shard", SHARDS)
+def test_shard_schema(tiny_run, shard):
+    ds = _open(tiny_run.path, shard)
+    sky, npix = CONFIG["sky"], CONFIG["sky"]["npix"]
+    n = CONFIG["grid"]["n_realizations"] if "/grid/" in shard else CONFIG["scatter"]["n_clusters"]
+
+    for name in ("sky", "sz"):
+        var = ds[name]
+        assert var.dims == ("realization", "y", "x"), name
+        assert var.shape == (n, npix, npix), name
+        assert var.dtype == np.float32, name
+        assert var.attrs["units"] == "uK", name
+        assert np.all(np.isfinite(var.values)), name
+    for name in ("m200c", "m500c", "z", "ln_scatter"):
+        assert ds[name].dims == ("realization",), name
+        assert ds[name].shape == (n,), name
+        assert "units" in ds[name].attrs, name
+    assert ds.m200c.attrs["units"] == ds.m500c.attrs["units"] == "Msun"
+    np.testing.assert_array_equal(ds.realization.values, np.arange(n))
+
+    for axis in ("x", "y"):
+        coord = ds[axis]
+        assert coord.dims == (axis,)
+        assert coord.attrs["units"] == "arcmin"
+        assert coord.values[npix // 2] == 0.0
+        np.testing.assert_allclose(np.diff(coord.values), sky["pixel_arcmin"], rtol=1e-12)
+
+    attrs = ds.attrs
+    assert attrs["seed"] == CONFIG["seed"]
+    for key, value in sky.items():
+        assert attrs[f"sky_{key}"] == value, key
+    for key in (*COSMOLOGY_KEYS, "sigma8"):
+        assert f"cosmo_{key}" in attrs, key
+    for key in COSMOLOGY_KEYS:
+        assert attrs[f"cosmo_{key}"] == CONFIG["cosmology"][key], key
+    assert 0.7 < attrs["cosmo_sigma8"] < 0.9
+    assert attrs["szmass_version"]
+
+    np.testing.assert_array_equal(ds.z.values, CONFIG["cluster"]["redshift"])
+    assert np.all(ds.m500c.values < ds.m200c.values)
+    # the cluster sits on pixel (npix/2, npix/2): tSZ at 150 GHz is a decrement
+    mean_sz = ds.sz.mean("realization").values
+    assert np.unravel_index(np.argmin(mean_sz), mean_sz.shape) == (npix // 2, npix // 2)
+
+
+@pytest.mark.parametrize("mass", CONFIG["grid"]["masses"])
+def test_grid_shard_contents(tiny_run, mass):
+    ds = _open(tiny_run.path, f"results/sims/grid/M{mass_label(mass)}.zarr")
+    assert ds.attrs["set"] == "grid"
+    np.testing.assert_array_equal(ds.m200c.values, mass * 1e14)
+    assert len(np.unique(ds.ln_scatter.values)) == ds.sizes["realization"]
+    assert ds.attrs["sigma_int"] == CONFIG["cluster"]["sigma_int"]
+
+
+def test_scatter_sets_share_clusters_and_sky(tiny_run):
+    a = _open(tiny_run.path, "results/sims/scatter/sigma0.2.zarr").load()
+    b = _open(tiny_run.path, "results/sims/scatter/sigma0.zarr").load()
+    lo, hi = CONFIG["scatter"]["mass_range"]
+    np.testing.assert_array_equal(a.m200c.values, b.m200c.values)
+    np.testing.assert_array_equal(a.m500c.values, b.m500c.values)
+    assert np.all((a.m200c.values >= lo * 1e14) & (a.m200c.values <= hi * 1e14))
+    assert len(np.unique(a.m200c.values)) == a.sizes["realization"]
+    assert np.all(b.ln_scatter.values == 0.0)
+    assert np.all(a.ln_scatter.values != 0.0)
+    # same CMB, foregrounds and noise: the sky minus the (apodized) cluster agrees
+    window = apodization_window(CONFIG["sky"]["npix"], CONFIG["sky"]["apodization_width_pix"])
+    rest_a = a.sky.values - window * a.sz.values
+    rest_b = b.sky.values - window * b.sz.values
+    np.testing.assert_allclose(rest_a, rest_b, atol=1e-3)  # float32 rounding, ~100 uK maps
+
+
+def test_grid_shards_differ(tiny_run):
+    """Each mass has its own streams: no two grid shards share a field."""
+    skies = [_open(tiny_run.path, s).sky.values for s in grid_shards(CONFIG)]
+    for i in range(len(skies)):
+        for j in range(i + 1, len(skies)):
+            assert not np.allclose(skies[i] - skies[j], 0.0, atol=50.0)
+
+
+def _mtimes(run_dir):
+    return {p: os.stat(run_dir / p).st_mtime_ns for p in [SPECTRA, *SHARDS]}
+
+
+def test_rerun_is_a_noop(tiny_run):
+    before = _mtimes(tiny_run.path)
+    proc = smk.run(tiny_run.path, "--cores", "2", "--configfile", "config/test.yaml")
+    assert proc.returncode == 0, proc.stdout
+    assert "Nothing to be done" in proc.stdout, proc.stdout
+    assert _mtimes(tiny_run.path) == before
+
+
+# --- what a config change reruns, and why -------------------------------------------------
+
+GRID = {s for s in SHARDS if "/grid/" in s}
+SCATTER = {s for s in SHARDS if "/scatter/" in s}
+PARAMS_CHANGED = "Params have changed since last execution"
+INPUT_UPDATED = "Input files updated by another job: results/spectra/spectra.ecsv"
+
+
+RERUNS = {
+    # changed key: (edit, {job: reason}) for every job the dry run must list but 'all'
+    "cluster.sigma_int": (
+        smk.set_key("cluster", "sigma_int", 0.3),
+        dict.fromkeys(GRID, PARAMS_CHANGED),
+    ),
+    "scatter.n_clusters": (
+        smk.set_key("scatter", "n_clusters", 11),
+        dict.fromkeys(SCATTER, PARAMS_CHANGED),
+    ),
+    "grid.n_realizations": (
+        smk.set_key("grid", "n_realizations", 13),
+        dict.fromkeys(GRID, PARAMS_CHANGED),
+    ),
+    "sky.noise_uk_arcmin": (
+        smk.set_key("sky", "noise_uk_arcmin", 6.0),
+        dict.fromkeys(SHARDS, PARAMS_CHANGED),
+    ),
+    "seed": (smk.set_key("seed", 8), dict.fromkeys(SHARDS, PARAMS_CHANGED)),
+    "spectra.foregrounds": (
+        smk.set_key("spectra", "foregrounds", "d3000_uk2", "ksz", 3.0),
+        {SPECTRA: PARAMS_CHANGED, **dict.fromkeys(SHARDS, INPUT_UPDATED)},
+    ),
+    "split.train": (
+        # no stage yet reads the split: nothing reruns
+        smk.set_key("split", "train", [0, 5]),
+        {},
+    ),
+}
+
+
+@pytest.mark.parametrize("key", list(RERUNS))
+def test_config_change_reruns_what_it_affects(tiny_run, tmp_path, key):
+    edit, expected = RERUNS[key]
+    config = smk.write_config(tmp_path / "changed.yaml", edit)
+    proc = smk.run(tiny_run.path, "-n", "--configfile", str(config))
+    assert proc.returncode == 0, proc.stdout
+    jobs = smk.jobs(proc.stdout)
+    jobs.pop("all", None)
+    assert set(jobs) == set(expected), proc.stdout
+    for job, reason in expected.items():
+        assert jobs[job].startswith(reason), (job, jobs[job])
+
+
+def test_config_key_order_does_not_rerun(tiny_run, tmp_path):
+    with open(smk.REPO / "config" / "test.yaml") as f:
+        config = yaml.safe_load(f)
+    path = tmp_path / "sorted.yaml"
+    with open(path, "w") as f:
+        yaml.safe_dump(config, f, sort_keys=True)
+    proc = smk.run(tiny_run.path, "-n", "--configfile", str(path))
+    assert proc.returncode == 0, proc.stdout
+    assert "Nothing to be done" in proc.stdout, smk.job_stats(proc.stdout)
+
+
+@pytest.mark.parametrize(
+    ("module", "expected"),
+    [
+        pytest.param("io", set(SHARDS), id="io"),
+        pytest.param("profiles", set(SHARDS), id="profiles"),
+        pytest.param("spectra", {SPECTRA, *SHARDS}, id="spectra"),
+        pytest.param("units", set(SHARDS), id="units"),
+    ],
+)
+def test_code_change_reruns_its_stages(tiny_run_copy, module, expected):
+    """An edit of a src/szmass module reruns the rules that list it as input.
+
+    (Snakemake 9 ignores a bare mtime bump when the file's checksum is unchanged.)
+    """
+    with open(tiny_run_copy / "src" / "szmass" / f"{module}.py", "a") as f:
+        f.write("\n# an edit\n")
+    proc = smk.run(tiny_run_copy, "-n", "--configfile", "config/test.yaml")
+    assert proc.returncode == 0, proc.stdout
+    jobs = smk.jobs(proc.stdout)
+    jobs.pop("all", None)
+    assert set(jobs) == expected, proc.stdout
+
+
+def test_copied_run_is_up_to_date(tiny_run_copy):
+    """Guards test_code_change_reruns_its_stages: the copy alone reruns nothing."""
+    proc = smk.run(tiny_run_copy, "-n", "--configfile", "config/test.yaml")
+    assert "Nothing to be done" in proc.stdout, proc.stdout
