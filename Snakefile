@@ -10,6 +10,8 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/spectra.smk"
 include: "workflow/rules/simulate.smk"
+include: "workflow/rules/split.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:
@@ -17,3 +19,4 @@ rule all:
     input:
         "results/spectra/spectra.ecsv",
         all_shards(),
+        "results/model/mresunet.keras",

@@ -58,6 +58,12 @@ def check_config(config: dict[str, Any]) -> None:
             f"config key 'sky.apodization_width_pix': {sky['apodization_width_pix']} px "
             f"does not fit a {sky['npix']}-pixel cutout"
         )
+    depth = config["model"]["depth"]
+    if sky["npix"] % 2**depth:
+        raise ConfigError(
+            f"config key 'sky.npix': {sky['npix']} is not divisible by 2**model.depth = "
+            f"{2**depth}, which the network's {depth} stride-2 levels need"
+        )
     if config["spectra"]["lmax"] < config["spectra"]["lmax_camb"]:
         raise ConfigError("config key 'spectra.lmax': must be >= spectra.lmax_camb")
 
@@ -65,6 +71,11 @@ def check_config(config: dict[str, Any]) -> None:
 def grid_shards(config: dict[str, Any]) -> list[str]:
     """Paths of the grid shards, one per mass."""
     return [f"results/sims/grid/M{mass_label(m)}.zarr" for m in config["grid"]["masses"]]
+
+
+def train_shards(config: dict[str, Any]) -> list[str]:
+    """Paths of the grid shards of the training masses."""
+    return [f"results/sims/grid/M{mass_label(m)}.zarr" for m in config["split"]["train_masses"]]
 
 
 def scatter_shards(config: dict[str, Any]) -> list[str]:

@@ -1,0 +1,230 @@
+"""Network-ready data sets: the training split, the labels, and the one preparation function
+that every set (training, validation, tests) goes through (SPEC §3; Gupta & Reichardt 2020,
+arXiv:2003.06135, §2.2 and §3).
+
+- Input: the sky map divided by one constant, ``sky_scale`` = max |sky| over the training set,
+  so training pixels lie in [-1, 1].
+- Label channel 0: the cluster's own SZ map divided by ``sz_scale`` = max |sz| over the
+  training set.
+- Label channel 1: the mass map, a projected NFW profile (c200c from diemer15) pixel-averaged,
+  scaled to 1 at the central pixel, times M200c / M_norm (M_norm = mean training mass).
+  The mass estimate is the predicted central pixel times M_norm.
+"""
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from . import __version__, profiles
+from .cluster import subpixel_log_radius_arcmin
+from .io import open_shard, write_zarr_atomic
+from .units import ARCMIN
+
+log = logging.getLogger("szmass.dataset")
+
+NORMALIZATION_KEYS = ("sky_scale", "sz_scale", "m_norm_msun", "npix", "pixel_arcmin")
+_MASS_MAP_SUBPIXEL = 8
+
+
+def nfw_projected_shape(x: np.ndarray) -> np.ndarray:
+    """Projected NFW surface density in units of 2 rho_s r_s, at x = R / r_s
+    (Bartelmann 1996; Wright & Brainerd 2000, arXiv:astro-ph/9908213, eq. 11)."""
+    x = np.asarray(x, dtype=float)
+    out = np.full_like(x, 1.0 / 3.0)
+    lo, hi = x < 1.0 - 1e-6, x > 1.0 + 1e-6
+    xl, xh = x[lo], x[hi]
+    out[lo] = (1.0 - 2.0 / np.sqrt(1.0 - xl**2) * np.arctanh(np.sqrt((1 - xl) / (1 + xl)))) / (
+        xl**2 - 1.0
+    )
+    out[hi] = (1.0 - 2.0 / np.sqrt(xh**2 - 1.0) * np.arctan(np.sqrt((xh - 1) / (1 + xh)))) / (
+        xh**2 - 1.0
+    )
+    return out
+
+
+def mass_map(
+    *,
+    m200c_msun: float,
+    m_norm_msun: float,
+    z: float,
+    cosmo: dict[str, Any],
+    npix: int,
+    pixel_arcmin: float,
+) -> np.ndarray:
+    """The mass label: pixel-averaged projected NFW (M200c, diemer15 c200c) with its central
+    pixel (npix//2, npix//2) equal to M200c / M_norm. Shape (npix, npix)."""
+    c200 = float(profiles.concentration_200c(m200c_msun, z=z, cosmo=cosmo))
+    c = profiles.cosmo_mod.colossus(cosmo)
+    rho_c = c.rho_c(z) * profiles.cosmo_mod.h(cosmo) ** 2 * 1e9  # Msun / Mpc^3
+    r200_mpc = (3.0 * m200c_msun / (4.0 * np.pi * 200.0 * rho_c)) ** (1 / 3)
+    d_a = profiles.angular_diameter_distance_mpc(z, cosmo)
+    theta_s_arcmin = r200_mpc / c200 / d_a / ARCMIN
+    log_r = subpixel_log_radius_arcmin(npix, pixel_arcmin, _MASS_MAP_SUBPIXEL)
+    sub = nfw_projected_shape(np.exp(log_r) / theta_s_arcmin)
+    pix = sub.reshape(npix, _MASS_MAP_SUBPIXEL, npix, _MASS_MAP_SUBPIXEL).mean(axis=(1, 3))
+    return pix / pix[npix // 2, npix // 2] * (m200c_msun / m_norm_msun)
+
+
+def shard_cosmology(ds: xr.Dataset) -> dict[str, Any]:
+    """The cosmology a shard was simulated with, from its ``cosmo_*`` attributes."""
+    return {k.removeprefix("cosmo_"): v for k, v in ds.attrs.items() if k.startswith("cosmo_")}
+
+
+def normalization_from_training(
+    shards: Sequence[xr.Dataset], *, realizations: range
+) -> dict[str, Any]:
+    """The constants of the preparation, from the training realizations of the training shards."""
+    sky_max = max(
+        float(abs(ds.sky.isel(realization=slice(realizations.start, realizations.stop))).max())
+        for ds in shards
+    )
+    sz_max = max(
+        float(abs(ds.sz.isel(realization=slice(realizations.start, realizations.stop))).max())
+        for ds in shards
+    )
+    masses = np.concatenate(
+        [
+            ds.m200c.isel(realization=slice(realizations.start, realizations.stop)).values
+            for ds in shards
+        ]
+    )
+    first = shards[0]
+    return {
+        "sky_scale": sky_max,
+        "sz_scale": sz_max,
+        "m_norm_msun": float(masses.mean()),
+        "npix": int(first.sizes["x"]),
+        "pixel_arcmin": float(first.attrs["sky_pixel_arcmin"]),
+        "szmass_version": __version__,
+    }
+
+
+def check_compatible(ds: xr.Dataset, norm: dict[str, Any], *, where: str) -> None:
+    """Stop when a shard's map size or pixel differs from the normalization's (training) one."""
+    npix, pixel = int(ds.sizes["x"]), float(ds.attrs.get("sky_pixel_arcmin", np.nan))
+    if npix != norm["npix"] or ds.sizes["y"] != norm["npix"]:
+        raise ValueError(
+            f"{where}: maps are {ds.sizes['y']}x{npix} pixels, the training set's "
+            f"are {norm['npix']}x{norm['npix']}"
+        )
+    if not np.isclose(pixel, norm["pixel_arcmin"]):
+        raise ValueError(
+            f"{where}: pixel is {pixel}', the training set's is {norm['pixel_arcmin']}'"
+        )
+
+
+def prepare(
+    ds: xr.Dataset, norm: dict[str, Any], *, realizations: slice | None = None, where: str = "shard"
+) -> dict[str, np.ndarray]:
+    """The one preparation every set goes through: (n, H, W, 1) inputs, (n, H, W, 2) labels.
+
+    Raises ValueError naming ``where`` if the maps hold NaNs or do not match ``norm``.
+    """
+    check_compatible(ds, norm, where=where)
+    if realizations is not None:
+        ds = ds.isel(realization=realizations)
+    sky = ds.sky.values.astype(np.float32)
+    sz = ds.sz.values.astype(np.float32)
+    m200c = ds.m200c.values.astype(float)
+    for name, arr in (("sky", sky), ("sz", sz), ("m200c", m200c)):
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{where}: variable {name!r} holds NaN or inf values")
+    cosmo, z_all = shard_cosmology(ds), ds.z.values
+    npix, pixel = norm["npix"], norm["pixel_arcmin"]
+    mass_maps = np.empty_like(sz)
+    unique, inverse = np.unique(np.stack([m200c, z_all], axis=1), axis=0, return_inverse=True)
+    templates = [
+        mass_map(
+            m200c_msun=m,
+            m_norm_msun=norm["m_norm_msun"],
+            z=z,
+            cosmo=cosmo,
+            npix=npix,
+            pixel_arcmin=pixel,
+        )
+        for m, z in unique
+    ]
+    for i, k in enumerate(inverse.reshape(-1)):
+        mass_maps[i] = templates[k]
+    labels = np.stack([sz / norm["sz_scale"], mass_maps], axis=-1).astype(np.float32)
+    return {
+        "inputs": (sky / norm["sky_scale"])[..., None].astype(np.float32),
+        "labels": labels,
+        "m200c": m200c,
+        "realization": ds.realization.values,
+        "ln_scatter": ds.ln_scatter.values,
+    }
+
+
+def write_normalization(norm: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write the normalization JSON atomically."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(norm, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def read_normalization(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a normalization file; a missing or incomplete one raises an error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"normalization file {path} does not exist (run split_dataset)")
+    norm = json.loads(path.read_text())
+    missing = [k for k in NORMALIZATION_KEYS if k not in norm]
+    if missing:
+        raise ValueError(f"normalization file {path} lacks {missing}")
+    return norm
+
+
+def _as_dataset(arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> xr.Dataset:
+    return xr.Dataset(
+        {
+            "inputs": (("sample", "y", "x", "channel"), arrays["inputs"]),
+            "labels": (("sample", "y", "x", "label"), arrays["labels"]),
+            "m200c": ("sample", arrays["m200c"], {"units": "Msun"}),
+            "realization": ("sample", arrays["realization"]),
+            "ln_scatter": ("sample", arrays["ln_scatter"]),
+        },
+        coords={"label": ["sz", "mass"]},
+        attrs=attrs,
+    )
+
+
+def split_dataset(
+    *,
+    shard_paths: Sequence[str],
+    train: Sequence[int],
+    val: Sequence[int],
+    out_train: str,
+    out_val: str,
+    out_normalization: str,
+) -> dict[str, Any]:
+    """Build the training and validation sets from the training-mass grid shards.
+
+    ``train`` and ``val`` are [start, stop) realization ranges. The normalization constants
+    come from the training realizations only.
+    """
+    shards = [open_shard(path) for path in shard_paths]
+    norm = normalization_from_training(shards, realizations=range(*train))
+    for name, rng, out in (("train", train, out_train), ("val", val, out_val)):
+        parts = [
+            prepare(ds, norm, realizations=slice(*rng), where=str(p))
+            for ds, p in zip(shards, shard_paths, strict=True)
+        ]
+        arrays = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+        attrs = {
+            "set": name,
+            "realizations": list(rng),
+            "shards": [str(p) for p in shard_paths],
+            **{f"norm_{k}": v for k, v in norm.items()},
+        }
+        write_zarr_atomic(_as_dataset(arrays, attrs), out)
+        log.info("wrote %s: %d maps", out, len(arrays["m200c"]))
+    write_normalization(norm, out_normalization)
+    return norm

@@ -1,0 +1,117 @@
+"""mResUNet (Gupta & Reichardt 2020, arXiv:2003.06135, §2.1 and Fig. 1; SPEC §3).
+
+A U-Net of residual blocks. Each block has ``n_substages`` sub-stages (3x3 convolutions with
+dilation 1, 2, 3, 4), each conv -> SELU -> batch norm with its input added back (a 1x1
+projection where the shapes differ). The encoder doubles the filters and halves the map with
+stride 2 at each level; the decoder up-samples and concatenates the outputs of the dilation-2
+and dilation-4 sub-stages of the matching encoder block. A final 1x1 linear convolution gives
+two channels: the normalised SZ map and the mass map.
+
+Only standard Keras layers are used, so a saved ``.keras`` file loads with plain
+``keras.saving.load_model``.
+"""
+
+import keras
+from keras import layers
+
+DROPOUT_PLACEMENTS = ("decoder", "encoder", "none")
+
+
+def residual_substage(x, filters: int, *, dilation: int, stride: int = 1, name: str):
+    """conv(3x3, dilation) -> SELU -> batch norm, plus the input (1x1-projected if needed)."""
+    y = layers.Conv2D(
+        filters,
+        3,
+        strides=stride,
+        dilation_rate=dilation,
+        padding="same",
+        kernel_initializer="lecun_normal",
+        name=f"{name}_conv",
+    )(x)
+    y = layers.Activation("selu", name=f"{name}_selu")(y)
+    y = layers.BatchNormalization(name=f"{name}_bn")(y)
+    if stride != 1 or x.shape[-1] != filters:
+        x = layers.Conv2D(filters, 1, strides=stride, padding="same", name=f"{name}_proj")(x)
+    return layers.Add(name=f"{name}_add")([x, y])
+
+
+def residual_block(x, filters: int, *, n_substages: int, stride: int, name: str):
+    """``n_substages`` residual sub-stages, dilations 1..n; returns (output, {dilation: out})."""
+    outputs = {}
+    for i in range(n_substages):
+        dilation = i + 1
+        x = residual_substage(
+            x,
+            filters,
+            dilation=dilation,
+            stride=stride if i == 0 else 1,
+            name=f"{name}_d{dilation}",
+        )
+        outputs[dilation] = x
+    return x, outputs
+
+
+def build_mresunet(
+    *,
+    input_size: int = 40,
+    base_filters: int = 64,
+    depth: int = 3,
+    n_substages: int = 4,
+    dropout: float = 0.3,
+    dropout_placement: str = "decoder",
+    skip_dilations: tuple[int, ...] = (2, 4),
+    n_outputs: int = 2,
+    name: str = "mresunet",
+) -> keras.Model:
+    """Build the mResUNet.
+
+    Args:
+        input_size: side of the square input map; must be divisible by 2**depth.
+        base_filters: filters of the first encoder block (64 in the paper: ~16M parameters);
+            level k has base_filters * 2**k, the bridge base_filters * 2**depth.
+        depth: encoder levels below the bridge (3 in the paper: 64-128-256, bridge 512).
+        n_substages: sub-stages per block, with dilations 1..n_substages (4).
+        dropout: dropout rate (0.3), applied after each block of ``dropout_placement``.
+        dropout_placement: "decoder" (paper §2.1), "encoder" (paper §3) or "none".
+        skip_dilations: which sub-stage outputs of each encoder block feed the decoder.
+        n_outputs: output channels (2: SZ map and mass map).
+    Returns:
+        keras.Model mapping (batch, input_size, input_size, 1) to
+        (batch, input_size, input_size, n_outputs).
+    """
+    if input_size % 2**depth:
+        raise ValueError(
+            f"input size {input_size} is not divisible by 2**depth = {2**depth}: the "
+            f"{depth} stride-2 levels need it (e.g. 40 for depth 3)"
+        )
+    if dropout_placement not in DROPOUT_PLACEMENTS:
+        raise ValueError(f"dropout_placement must be one of {DROPOUT_PLACEMENTS}")
+    if not set(skip_dilations) <= set(range(1, n_substages + 1)):
+        raise ValueError(f"skip_dilations {skip_dilations} must lie in 1..{n_substages}")
+
+    inputs = keras.Input((input_size, input_size, 1), name="sky")
+    x, skips = inputs, []
+    for level in range(depth):
+        x, outs = residual_block(
+            x,
+            base_filters * 2**level,
+            n_substages=n_substages,
+            stride=1 if level == 0 else 2,
+            name=f"enc{level}",
+        )
+        skips.append([outs[d] for d in skip_dilations])
+        if dropout_placement == "encoder" and dropout > 0:
+            x = layers.Dropout(dropout, name=f"enc{level}_dropout")(x)
+    x, _ = residual_block(
+        x, base_filters * 2**depth, n_substages=n_substages, stride=2, name="bridge"
+    )
+    for level in reversed(range(depth)):
+        x = layers.UpSampling2D(2, name=f"dec{level}_up")(x)
+        x = layers.Concatenate(name=f"dec{level}_concat")([x, *skips[level]])
+        x, _ = residual_block(
+            x, base_filters * 2**level, n_substages=n_substages, stride=1, name=f"dec{level}"
+        )
+        if dropout_placement == "decoder" and dropout > 0:
+            x = layers.Dropout(dropout, name=f"dec{level}_dropout")(x)
+    outputs = layers.Conv2D(n_outputs, 1, activation="linear", dtype="float32", name="output")(x)
+    return keras.Model(inputs, outputs, name=name)

@@ -1,0 +1,19 @@
+rule split_dataset:
+    input:
+        shards=train_shards(config),
+        code=src("dataset", "io", "profiles", "cosmology", "cluster", "units", "logs"),
+    output:
+        train=directory("results/datasets/train.zarr"),
+        val=directory("results/datasets/val.zarr"),
+        normalization="results/datasets/normalization.json",
+    params:
+        split=canonical({k: config["split"][k] for k in ("train", "val")}),
+    log:
+        "logs/split_dataset.log",
+    benchmark:
+        "benchmarks/split_dataset.tsv"
+    threads: 1
+    conda:
+        "../../envs/simulate.yaml"
+    script:
+        "../scripts/split_dataset.py"

@@ -1,0 +1,17 @@
+"""split_dataset: training and validation sets (network-ready) from the training-mass shards."""
+
+import _bootstrap  # noqa: F401  (src/ on sys.path)
+
+from szmass.dataset import split_dataset
+from szmass.logs import setup_logging
+
+snakemake = globals()["snakemake"]
+setup_logging(snakemake.log[0])
+split_dataset(
+    shard_paths=list(snakemake.input.shards),
+    train=snakemake.params.split["train"],
+    val=snakemake.params.split["val"],
+    out_train=snakemake.output.train,
+    out_val=snakemake.output.val,
+    out_normalization=snakemake.output.normalization,
+)
