@@ -13,9 +13,8 @@ from . import profiles
 from .maps import convolve_beam, crop_center
 from .units import ARCMIN
 
-#: Tabulation of y(X): log-spaced projected radii X = R/R500, interpolated in ln X.
+#: Nodes of the radial tabulation, log-spaced over the sub-pixel radii of the map.
 _N_TAB = 256
-_X_TAB_MIN = 1e-4
 
 
 @lru_cache(maxsize=8)
@@ -25,10 +24,39 @@ def subpixel_log_radius_arcmin(n: int, pixel_arcmin: float, subpixel: int) -> np
     c = n // 2
     offsets = (np.arange(subpixel) + 0.5) / subpixel - 0.5
     u = ((np.arange(n)[:, None] - c) + offsets[None, :]).reshape(-1) * pixel_arcmin
-    # Floor at a tiny radius: an odd subpixel samples the centre, where y(0) ~ y(X_min).
+    # Floor at a tiny radius: an odd subpixel samples the centre itself.
     out = 0.5 * np.log(np.maximum(u[:, None] ** 2 + u[None, :] ** 2, 1e-30))
     out.setflags(write=False)
     return out
+
+
+@lru_cache(maxsize=8)
+def pixel_average_operator(
+    n: int, pixel_arcmin: float, subpixel: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Radial nodes r_k [arcmin] and the matrix W (n*n, _N_TAB) such that W @ f(r_k) is the
+    pixel average of ``subpixel``^2 point samples of a radial profile f, interpolated linearly
+    in ln r between the nodes. Built once per geometry; then a cluster costs one mat-vec.
+
+    A sample at the centre itself (odd ``subpixel``) takes f at the smallest other radius.
+    """
+    log_r = subpixel_log_radius_arcmin(n, pixel_arcmin, subpixel)
+    lo = log_r[log_r > -30].min()
+    hi = log_r.max()
+    nodes = np.linspace(lo, hi, _N_TAB)
+    t = (np.clip(log_r, lo, hi) - lo) / (hi - lo) * (_N_TAB - 1)
+    k = np.minimum(t.astype(int), _N_TAB - 2)
+    w = t - k
+    pix = np.arange(n * subpixel) // subpixel
+    pixel_index = (pix[:, None] * n + pix[None, :]).ravel()
+    op = np.zeros((n * n, _N_TAB))
+    np.add.at(op, (pixel_index, k.ravel()), (1.0 - w).ravel())
+    np.add.at(op, (pixel_index, k.ravel() + 1), w.ravel())
+    op /= subpixel**2
+    radii = np.exp(nodes)
+    radii.setflags(write=False)
+    op.setflags(write=False)
+    return radii, op
 
 
 def cluster_y_map(
@@ -49,12 +77,11 @@ def cluster_y_map(
     if subpixel < 1:
         raise ValueError(f"subpixel must be >= 1, got {subpixel}")
     theta500_arcmin = float(profiles.theta500_rad(m500_msun, z=z, cosmo=cosmo)) / ARCMIN
-    x_tab = np.geomspace(_X_TAB_MIN, x_max, _N_TAB)
-    y_tab = profiles.y_profile(x_tab, m500_msun=m500_msun, z=z, cosmo=cosmo, x_max=x_max)
-    y_tab[-1] = 0.0
-    log_x = subpixel_log_radius_arcmin(n, pixel_arcmin, subpixel) - np.log(theta500_arcmin)
-    y_sub = np.interp(log_x, np.log(x_tab), y_tab, right=0.0)
-    return y_sub.reshape(n, subpixel, n, subpixel).mean(axis=(1, 3))
+    radii_arcmin, op = pixel_average_operator(n, pixel_arcmin, subpixel)
+    y_nodes = profiles.y_profile(
+        radii_arcmin / theta500_arcmin, m500_msun=m500_msun, z=z, cosmo=cosmo, x_max=x_max
+    )
+    return (op @ y_nodes).reshape(n, n)
 
 
 def beam_margin_pix(fwhm_arcmin: float, pixel_arcmin: float) -> int:

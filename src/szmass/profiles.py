@@ -103,7 +103,7 @@ def y_profile(
     z: float,
     cosmo: dict[str, Any],
     x_max: float = 5.0,
-    n_los: int = 257,
+    n_los: int = 129,
 ) -> np.ndarray:
     """Compton y at projected radii X = R/R500, integrating the A10 pressure along the line of
     sight out to r = x_max R500 (A10 eq. 13 with the alpha'_p running of eq. 9).
