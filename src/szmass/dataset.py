@@ -175,7 +175,10 @@ def read_normalization(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"normalization file {path} does not exist (run split_dataset)")
-    norm = json.loads(path.read_text())
+    try:
+        norm = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"normalization file {path} is not valid JSON: {err}") from err
     missing = [k for k in NORMALIZATION_KEYS if k not in norm]
     if missing:
         raise ValueError(f"normalization file {path} lacks {missing}")
@@ -191,7 +194,6 @@ def _as_dataset(arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> xr.Data
             "realization": ("sample", arrays["realization"]),
             "ln_scatter": ("sample", arrays["ln_scatter"]),
         },
-        coords={"label": ["sz", "mass"]},
         attrs=attrs,
     )
 
@@ -212,19 +214,23 @@ def split_dataset(
     """
     shards = [open_shard(path) for path in shard_paths]
     norm = normalization_from_training(shards, realizations=range(*train))
-    for name, rng, out in (("train", train, out_train), ("val", val, out_val)):
+    # Prepare both sets before writing either, so a bad map leaves nothing behind.
+    sets = {}
+    for name, rng in (("train", train), ("val", val)):
         parts = [
             prepare(ds, norm, realizations=slice(*rng), where=str(p))
             for ds, p in zip(shards, shard_paths, strict=True)
         ]
-        arrays = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+        sets[name] = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+    for name, rng, out in (("train", train, out_train), ("val", val, out_val)):
         attrs = {
             "set": name,
             "realizations": list(rng),
             "shards": [str(p) for p in shard_paths],
+            "label_names": ["sz", "mass"],
             **{f"norm_{k}": v for k, v in norm.items()},
         }
-        write_zarr_atomic(_as_dataset(arrays, attrs), out)
-        log.info("wrote %s: %d maps", out, len(arrays["m200c"]))
+        write_zarr_atomic(_as_dataset(sets[name], attrs), out)
+        log.info("wrote %s: %d maps", out, len(sets[name]["m200c"]))
     write_normalization(norm, out_normalization)
     return norm

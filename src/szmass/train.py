@@ -63,8 +63,11 @@ def configure_tensorflow(*, threads: int, seed: int, mixed_precision: bool) -> N
     import keras
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+    except RuntimeError as err:  # TensorFlow already ran an op in this process
+        log.warning("keeping TensorFlow's thread pools as they are: %s", err)
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if mixed_precision else "float32")
@@ -99,6 +102,22 @@ def epoch_batches(
 def fingerprint(settings: dict[str, Any]) -> str:
     """A short hash of everything that defines a run; a checkpoint resumes only a same run."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _rng_state_variables(net) -> list:
+    """The dropout layers' random-generator states, in model order (Keras saves weights, not
+    these, in a .keras file; without them a resumed run would replay epoch 1's masks)."""
+    return [v for v in net.variables if v.path.endswith("seed_generator_state")]
+
+
+def _code_and_data_digest(*arrays: np.ndarray) -> str:
+    """sha256 of the training arrays and of the model and training code."""
+    digest = hashlib.sha256()
+    for arr in arrays:
+        digest.update(np.ascontiguousarray(arr).tobytes())
+    for module in ("model.py", "train.py"):
+        digest.update((Path(__file__).parent / module).read_bytes())
+    return digest.hexdigest()
 
 
 def _make_callback(
@@ -136,7 +155,8 @@ def _make_callback(
             )
             if val < state["best_val_loss"]:
                 state.update(best_val_loss=val, best_epoch=epoch + 1, wait_lr=0, wait_stop=0)
-                self.model.save_weights(ckpt_dir / "best.weights.h5")
+                state["best_file"] = f"best-{epoch + 1:04d}.weights.h5"
+                self.model.save_weights(ckpt_dir / state["best_file"])
             else:
                 state["wait_lr"] += 1
                 state["wait_stop"] += 1
@@ -167,11 +187,19 @@ def _make_callback(
                 eta,
             )
             # checkpoint: model + optimizer, then the state that points at it
-            tmp = ckpt_dir / "last.tmp.keras"
-            self.model.save(tmp)
-            os.replace(tmp, ckpt_dir / "last.keras")
+            # Checkpoint: epoch-numbered model (+ optimizer) and best weights, then the state
+            # that names them, replaced in one rename; files it does not name are dropped. A
+            # kill at any point leaves a state and the files it names.
+            state["last_file"] = f"last-{epoch + 1:04d}.keras"
+            self.model.save(ckpt_dir / state["last_file"])
+            state["rng_states"] = [
+                keras.ops.convert_to_numpy(v).tolist() for v in _rng_state_variables(self.model)
+            ]
             (ckpt_dir / "state.json.tmp").write_text(json.dumps(state, indent=1))
             os.replace(ckpt_dir / "state.json.tmp", ckpt_dir / "state.json")
+            for path in ckpt_dir.iterdir():
+                if path.name not in ("state.json", state["last_file"], state["best_file"]):
+                    path.unlink()
 
     return ResumableTraining()
 
@@ -219,6 +247,7 @@ def train_model(
         "norm": norm,
         "n_train": len(x_train),
         "n_val": len(x_val),
+        "digest": _code_and_data_digest(x_train, y_train, x_val, y_val),
     }
     fp = fingerprint(settings)
     state: dict[str, Any] = {
@@ -234,7 +263,9 @@ def train_model(
     saved = ckpt_dir / "state.json"
     if saved.exists() and json.loads(saved.read_text()).get("fingerprint") == fp:
         state = json.loads(saved.read_text())
-        net = keras.saving.load_model(ckpt_dir / "last.keras")
+        net = keras.saving.load_model(ckpt_dir / state["last_file"])
+        for var, value in zip(_rng_state_variables(net), state["rng_states"], strict=True):
+            var.assign(np.asarray(value, dtype=var.dtype))
         log.info("resuming from the checkpoint after epoch %d", state["epochs_done"])
     else:
         if ckpt_dir.exists():
@@ -286,7 +317,7 @@ def train_model(
         return state
     if not state["stopped_early"]:
         log.warning("training ended on the epoch cap (%d), not on early stopping", max_epochs)
-    net.load_weights(ckpt_dir / "best.weights.h5")
+    net.load_weights(ckpt_dir / state["best_file"])
     _write_outputs(
         net,
         state,

@@ -82,6 +82,19 @@ def jobs(output: str) -> dict[str, str]:
     return found
 
 
+def job_inputs(output: str) -> dict[str, list[str]]:
+    """Each job of a (dry) run: its first output (or rule name) -> its ``input:`` files."""
+    found = {}
+    for block in re.split(r"\n(?=rule \w+:)", output):
+        m = re.match(r"rule (\w+):", block)
+        if not m:
+            continue
+        out = re.search(r"^\s+output: ([^,\s]+)", block, re.M)
+        inp = re.search(r"^\s+input: (.*)$", block, re.M)
+        found[out.group(1) if out else m.group(1)] = inp.group(1).split(", ") if inp else []
+    return found
+
+
 def write_config(dest: Path, edit: Callable[[dict], object], *, base: Path | None = None) -> Path:
     """A copy of config/test.yaml with ``edit`` applied, keys in their original order."""
     with open(base or REPO / "config" / "test.yaml") as f:

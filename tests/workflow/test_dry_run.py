@@ -10,15 +10,36 @@ from . import smk
 
 
 def test_paper_dry_run(workflow_copy, paper_config):
-    """``snakemake -n`` (config/config.yaml, the default): CAMB once, 19 + 2 shards."""
+    """``snakemake -n`` (config/config.yaml, the default): CAMB once, 19 + 2 shards, the split
+    of the 8 training masses, one training."""
     proc = smk.run(workflow_copy, "-n")
     assert proc.returncode == 0, proc.stdout
-    assert smk.job_stats(proc.stdout) == {"compute_spectra": 1, "simulate_shard": 21, "all": 1}
+    assert smk.job_stats(proc.stdout) == {
+        "compute_spectra": 1,
+        "simulate_shard": 21,
+        "split_dataset": 1,
+        "train_model": 1,
+        "all": 1,
+    }
     wildcards = re.findall(r"wildcards: set=(\w+), name=(\S+)", proc.stdout)
     grid = sorted(name for s, name in wildcards if s == "grid")
     scatter = sorted(name for s, name in wildcards if s == "scatter")
     assert grid == sorted(f"M{mass_label(m)}" for m in paper_config["grid"]["masses"])
     assert scatter == ["sigma0", "sigma0.2"]
+
+    inputs = smk.job_inputs(proc.stdout)
+    split = inputs["results/datasets/train.zarr"]
+    assert [p for p in split if p.startswith("results/")] == [
+        f"results/sims/grid/M{mass_label(m)}.zarr" for m in paper_config["split"]["train_masses"]
+    ]
+    assert "src/szmass/dataset.py" in split
+    train = inputs["results/model/mresunet.keras"]
+    assert [p for p in train if p.startswith("results/")] == [
+        "results/datasets/train.zarr",
+        "results/datasets/val.zarr",
+        "results/datasets/normalization.json",
+    ]
+    assert {"src/szmass/train.py", "src/szmass/model.py"} <= set(train)
     assert not (workflow_copy / "results").exists()
 
 
@@ -32,6 +53,12 @@ BAD_CONFIGS = {
     "npix_not_multiple_of_8": (smk.set_key("sky", "npix", 36), "npix"),
     "split_beyond_realizations": (smk.set_key("split", "test", [9, 20]), "split.test"),
     "scatter_range_reversed": (smk.set_key("scatter", "mass_range", [7, 2]), "scatter.mass_range"),
+    "npix_not_divisible_by_depth": (smk.set_key("model", "depth", 4), "model.depth"),
+    "too_few_substages": (smk.set_key("model", "n_substages", 3), "n_substages"),
+    "unknown_dropout_placement": (smk.set_key("model", "dropout_placement", "bridge"), "bridge"),
+    "unknown_training_key": (smk.set_key("training", "epochs", 3), "epochs"),
+    "zero_batch_size": (smk.set_key("training", "batch_size", 0), "batch_size"),
+    "lr_factor_of_one": (smk.set_key("training", "lr_factor", 1.0), "lr_factor"),
 }
 
 

@@ -1,5 +1,8 @@
-"""The full tiny run (config/test.yaml) in a temporary directory: outputs, shard schema, reruns."""
+"""The full tiny run (config/test.yaml) in a temporary directory: outputs, shard schema, the
+training stage's sets and model, and what a change reruns."""
 
+import csv
+import json
 import os
 import warnings
 
@@ -8,7 +11,7 @@ import pytest
 import xarray as xr
 import yaml
 
-from szmass.config import grid_shards, mass_label, scatter_shards
+from szmass.config import grid_shards, mass_label, scatter_shards, train_shards
 from szmass.cosmology import COSMOLOGY_KEYS
 from szmass.maps import apodization_window
 
@@ -20,6 +23,17 @@ with open(smk.REPO / "config" / "test.yaml") as _f:
     CONFIG = yaml.safe_load(_f)
 SHARDS = grid_shards(CONFIG) + scatter_shards(CONFIG)
 SPECTRA = "results/spectra/spectra.ecsv"
+DATASETS = (
+    "results/datasets/train.zarr",
+    "results/datasets/val.zarr",
+    "results/datasets/normalization.json",
+)
+MODEL_OUTPUTS = (
+    "results/model/mresunet.keras",
+    "results/model/history.csv",
+    "results/model/normalization.json",
+)
+SPLIT, MODEL = DATASETS[0], MODEL_OUTPUTS[0]  # the jobs, by their first output
 
 
 def _open(run_dir, shard) -> xr.Dataset:
@@ -37,7 +51,17 @@ def test_outputs_exist(tiny_run):
     for set_name in ("grid", "scatter"):
         listed = sorted(os.listdir(tiny_run.path / "results" / "sims" / set_name))
         assert listed == sorted(s.split("/")[-1] for s in SHARDS if f"/{set_name}/" in s)
-    assert smk.job_stats(tiny_run.output) == {"compute_spectra": 1, "simulate_shard": 5, "all": 1}
+    # the training stage: its outputs and nothing else (no checkpoint, no temporaries)
+    for directory, outputs in (("datasets", DATASETS), ("model", MODEL_OUTPUTS)):
+        listed = sorted(os.listdir(tiny_run.path / "results" / directory))
+        assert listed == sorted(p.split("/")[-1] for p in outputs), directory
+    assert smk.job_stats(tiny_run.output) == {
+        "compute_spectra": 1,
+        "simulate_shard": 5,
+        "split_dataset": 1,
+        "train_model": 1,
+        "all": 1,
+    }
 
 
 @pytest.mark.parametrize("shard", SHARDS)
@@ -119,8 +143,67 @@ def test_grid_shards_differ(tiny_run):
             assert not np.allclose(skies[i] - skies[j], 0.0, atol=50.0)
 
 
+def test_datasets(tiny_run):
+    """The training and validation sets of config/test.yaml's split, normalised."""
+    norm = json.loads((tiny_run.path / DATASETS[2]).read_text())
+    split, npix = CONFIG["split"], CONFIG["sky"]["npix"]
+    masses = np.array(CONFIG["split"]["train_masses"]) * 1e14
+    assert norm["npix"] == npix and norm["pixel_arcmin"] == CONFIG["sky"]["pixel_arcmin"]
+    assert norm["m_norm_msun"] == pytest.approx(masses.mean(), rel=1e-12)
+    for path, key in ((DATASETS[0], "train"), (DATASETS[1], "val")):
+        ds = _open(tiny_run.path, path).load()
+        lo, hi = split[key]
+        n = (hi - lo) * len(masses)
+        assert ds.inputs.shape == (n, npix, npix, 1), key
+        assert ds.labels.shape == (n, npix, npix, 2), key
+        np.testing.assert_array_equal(ds.m200c.values, np.repeat(masses, hi - lo))
+        np.testing.assert_array_equal(ds.realization.values, np.tile(np.arange(lo, hi), 3))
+        # the mass label peaks on the central pixel at M200c / M_norm
+        centre = ds.labels.isel(label=1).values[:, npix // 2, npix // 2]
+        np.testing.assert_allclose(centre, ds.m200c.values / norm["m_norm_msun"], rtol=1e-6)
+        if key == "train":
+            assert np.abs(ds.inputs.values).max() == 1.0
+            assert norm["sky_scale"] == pytest.approx(
+                max(
+                    float(abs(_open(tiny_run.path, s).sky.values[lo:hi]).max())
+                    for s in grid_shards(CONFIG)
+                ),
+                rel=1e-7,
+            )
+
+
+def test_trained_model(tiny_run):
+    """The model loads with plain Keras, has the configured width, predicts two channels,
+    and its normalization (the data set's, plus the training's summary) travels with it."""
+    import keras
+
+    from szmass.model import build_mresunet
+
+    net = keras.saving.load_model(tiny_run.path / MODEL_OUTPUTS[0])
+    npix = CONFIG["sky"]["npix"]
+    assert net.count_params() == build_mresunet(input_size=npix, **CONFIG["model"]).count_params()
+    val = _open(tiny_run.path, DATASETS[1]).load()
+    pred = net.predict(val.inputs.values, verbose=0)
+    assert pred.shape == (val.sizes["sample"], npix, npix, 2)
+    assert np.all(np.isfinite(pred))
+
+    with open(tiny_run.path / MODEL_OUTPUTS[1], newline="") as f:
+        history = list(csv.DictReader(f))
+    n_epochs = CONFIG["training"]["max_epochs"]
+    assert [int(r["epoch"]) for r in history] == list(range(1, n_epochs + 1))
+    summary = json.loads((tiny_run.path / MODEL_OUTPUTS[2]).read_text())
+    norm = json.loads((tiny_run.path / DATASETS[2]).read_text())
+    assert {k: summary[k] for k in norm} == norm
+    val_losses = [float(r["val_loss"]) for r in history]
+    assert summary["best_epoch"] == int(np.argmin(val_losses)) + 1
+    log = (tiny_run.path / "logs" / "train_model.log").read_text()
+    assert f"epoch {n_epochs}/{n_epochs}" in log
+
+
 def _mtimes(run_dir):
-    return {p: os.stat(run_dir / p).st_mtime_ns for p in [SPECTRA, *SHARDS]}
+    return {
+        p: os.stat(run_dir / p).st_mtime_ns for p in [SPECTRA, *SHARDS, *DATASETS, *MODEL_OUTPUTS]
+    }
 
 
 def test_rerun_is_a_noop(tiny_run):
@@ -135,37 +218,85 @@ def test_rerun_is_a_noop(tiny_run):
 
 GRID = {s for s in SHARDS if "/grid/" in s}
 SCATTER = {s for s in SHARDS if "/scatter/" in s}
+TRAIN_SHARDS = set(train_shards(CONFIG))
 PARAMS_CHANGED = "Params have changed since last execution"
-INPUT_UPDATED = "Input files updated by another job: results/spectra/spectra.ecsv"
+INPUTS_CHANGED = "Set of input files has changed since last execution"
+MISSING = "Missing output files"
 
+
+def updated_by(*files: str) -> tuple[str, frozenset]:
+    """The reason 'Input files updated by another job: <files>' (listed in any order)."""
+    return ("Input files updated by another job", frozenset(files))
+
+
+def reason_matches(reason: str, expected: str | tuple[str, frozenset]) -> bool:
+    if isinstance(expected, str):
+        return reason.startswith(expected)
+    prefix, files = expected
+    for part in reason.split("; "):
+        head, _, listed = part.partition(": ")
+        if head == prefix:
+            return frozenset(listed.split(", ")) == files
+    return False
+
+
+#: Changed training data: the split reruns, and so does the training.
+RETRAIN = {SPLIT: updated_by(*TRAIN_SHARDS), MODEL: updated_by(*DATASETS)}
+#: Changed split: the training reruns.
+NEW_SPLIT = {SPLIT: PARAMS_CHANGED, MODEL: updated_by(*DATASETS)}
 
 RERUNS = {
     # changed key: (edit, {job: reason}) for every job the dry run must list but 'all'
     "cluster.sigma_int": (
         smk.set_key("cluster", "sigma_int", 0.3),
-        dict.fromkeys(GRID, PARAMS_CHANGED),
+        {**dict.fromkeys(GRID, PARAMS_CHANGED), **RETRAIN},
     ),
     "scatter.n_clusters": (
+        # the scatter sets are test sets: no retraining
         smk.set_key("scatter", "n_clusters", 11),
         dict.fromkeys(SCATTER, PARAMS_CHANGED),
     ),
     "grid.n_realizations": (
         smk.set_key("grid", "n_realizations", 13),
-        dict.fromkeys(GRID, PARAMS_CHANGED),
+        {**dict.fromkeys(GRID, PARAMS_CHANGED), **RETRAIN},
+    ),
+    "grid.masses": (
+        # a new mass outside the training masses: only its shard
+        smk.set_key("grid", "masses", [*CONFIG["grid"]["masses"], 5]),
+        {"results/sims/grid/M5.zarr": MISSING},
     ),
     "sky.noise_uk_arcmin": (
         smk.set_key("sky", "noise_uk_arcmin", 6.0),
-        dict.fromkeys(SHARDS, PARAMS_CHANGED),
+        {**dict.fromkeys(SHARDS, PARAMS_CHANGED), **RETRAIN},
     ),
-    "seed": (smk.set_key("seed", 8), dict.fromkeys(SHARDS, PARAMS_CHANGED)),
+    "seed": (
+        smk.set_key("seed", 8),
+        {**dict.fromkeys(SHARDS, PARAMS_CHANGED), **RETRAIN},
+    ),
     "spectra.foregrounds": (
         smk.set_key("spectra", "foregrounds", "d3000_uk2", "ksz", 3.0),
-        {SPECTRA: PARAMS_CHANGED, **dict.fromkeys(SHARDS, INPUT_UPDATED)},
+        {SPECTRA: PARAMS_CHANGED, **dict.fromkeys(SHARDS, updated_by(SPECTRA)), **RETRAIN},
     ),
-    "split.train": (
-        # no stage yet reads the split: nothing reruns
-        smk.set_key("split", "train", [0, 5]),
+    "split.train": (smk.set_key("split", "train", [0, 5]), NEW_SPLIT),
+    "split.val": (smk.set_key("split", "val", [6, 8]), NEW_SPLIT),
+    "split.train_masses": (
+        smk.set_key("split", "train_masses", [1, 2]),
+        {SPLIT: INPUTS_CHANGED, MODEL: updated_by(*DATASETS)},
+    ),
+    "split.test": (
+        # no stage reads the test range yet (the evaluation will)
+        smk.set_key("split", "test", [9, 11]),
         {},
+    ),
+    "training.learning_rate": (
+        smk.set_key("training", "learning_rate", 2e-3),
+        {MODEL: PARAMS_CHANGED},
+    ),
+    "training.max_epochs": (smk.set_key("training", "max_epochs", 3), {MODEL: PARAMS_CHANGED}),
+    "model.base_filters": (smk.set_key("model", "base_filters", 8), {MODEL: PARAMS_CHANGED}),
+    "model.dropout_placement": (
+        smk.set_key("model", "dropout_placement", "encoder"),
+        {MODEL: PARAMS_CHANGED},
     ),
 }
 
@@ -180,7 +311,7 @@ def test_config_change_reruns_what_it_affects(tiny_run, tmp_path, key):
     jobs.pop("all", None)
     assert set(jobs) == set(expected), proc.stdout
     for job, reason in expected.items():
-        assert jobs[job].startswith(reason), (job, jobs[job])
+        assert reason_matches(jobs[job], reason), (job, jobs[job])
 
 
 def test_config_key_order_does_not_rerun(tiny_run, tmp_path):
@@ -197,10 +328,13 @@ def test_config_key_order_does_not_rerun(tiny_run, tmp_path):
 @pytest.mark.parametrize(
     ("module", "expected"),
     [
-        pytest.param("io", set(SHARDS), id="io"),
-        pytest.param("profiles", set(SHARDS), id="profiles"),
-        pytest.param("spectra", {SPECTRA, *SHARDS}, id="spectra"),
-        pytest.param("units", set(SHARDS), id="units"),
+        pytest.param("io", {*SHARDS, SPLIT, MODEL}, id="io"),
+        pytest.param("profiles", {*SHARDS, SPLIT, MODEL}, id="profiles"),
+        pytest.param("spectra", {SPECTRA, *SHARDS, SPLIT, MODEL}, id="spectra"),
+        pytest.param("units", {*SHARDS, SPLIT, MODEL}, id="units"),
+        pytest.param("dataset", {SPLIT, MODEL}, id="dataset"),
+        pytest.param("model", {MODEL}, id="model"),
+        pytest.param("train", {MODEL}, id="train"),
     ],
 )
 def test_code_change_reruns_its_stages(tiny_run_copy, module, expected):

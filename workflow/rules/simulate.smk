@@ -15,7 +15,6 @@ rule simulate_shard:
             "io",
             "units",
             "spectra",
-            "logs",
         ),
     output:
         directory("results/sims/{set}/{name}.zarr"),

@@ -1,6 +1,6 @@
 rule compute_spectra:
     input:
-        code=src("spectra", "cosmology", "logs"),
+        code=src("spectra", "cosmology"),
     output:
         "results/spectra/spectra.ecsv",
     params:

@@ -1,7 +1,7 @@
 rule split_dataset:
     input:
         shards=train_shards(config),
-        code=src("dataset", "io", "profiles", "cosmology", "cluster", "units", "logs"),
+        code=src("dataset", "io", "profiles", "cosmology", "cluster", "units"),
     output:
         train=directory("results/datasets/train.zarr"),
         val=directory("results/datasets/val.zarr"),

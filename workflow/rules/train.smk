@@ -3,7 +3,7 @@ rule train_model:
         train="results/datasets/train.zarr",
         val="results/datasets/val.zarr",
         normalization="results/datasets/normalization.json",
-        code=src("train", "model", "dataset", "logs"),
+        code=src("train", "model", "dataset"),
     output:
         model="results/model/mresunet.keras",
         history="results/model/history.csv",

@@ -1,0 +1,585 @@
+"""szmass.train: checked inputs, the epoch order, and a training that resumes where it stopped.
+
+The training runs use a tiny network (base width 4, depth 1) on the prepared 8x8 set of
+``conftest.prepared8``; most of each call's ~10 s is Keras tracing the train step, on one core.
+So two child processes (a dropout run, a killed run) train on the other core while this one
+runs the main chain (fixture ``children``, started by ``runs``).
+"""
+
+import contextlib
+import csv
+import json
+import logging
+import math
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import xarray as xr
+
+from szmass.dataset import _as_dataset
+from szmass.io import write_zarr_atomic
+from szmass.train import HISTORY_FIELDS, epoch_batches, load_set, train_model
+
+pytestmark = [
+    # Keras 3.15 converts TF variables with np.array(copy=False), which NumPy 2 deprecates.
+    pytest.mark.filterwarnings(
+        "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
+    ),
+]
+
+MODEL = {
+    "base_filters": 4,
+    "depth": 1,
+    "n_substages": 4,
+    "dropout": 0.0,
+    "dropout_placement": "decoder",
+}
+TRAINING = {
+    "learning_rate": 1e-3,
+    "batch_size": 4,
+    "lr_patience": 1,
+    "lr_factor": 0.5,
+    "stop_patience": 10,
+    "max_epochs": 3,
+    "mixed_precision": False,
+}
+SEED = 11
+OUTPUTS = ("mresunet.keras", "history.csv", "normalization.json")
+CHECKPOINT = ".mresunet.checkpoint"
+
+
+@contextlib.contextmanager
+def _tolerant_thread_settings():
+    """configure_tensorflow sets TF's thread pools, which TF refuses once it has run an op
+    (RuntimeError), as it has in this process; skip them (see test_configure_after_tf_ran)."""
+    import tensorflow as tf
+
+    def tolerant(setter):
+        def set_threads(n):
+            with contextlib.suppress(RuntimeError):
+                setter(n)
+
+        return set_threads
+
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("set_intra_op_parallelism_threads", "set_inter_op_parallelism_threads"):
+            mp.setattr(tf.config.threading, name, tolerant(getattr(tf.config.threading, name)))
+        yield
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def _kwargs(data: Path, out: Path, *, model=MODEL, training=TRAINING, seed=SEED, cap=None):
+    """train_model's arguments: the set in ``data``, the outputs in ``out``."""
+    return {
+        "train_path": str(data / "train.zarr"),
+        "val_path": str(data / "val.zarr"),
+        "normalization_path": str(data / "normalization.json"),
+        "out_model": str(out / OUTPUTS[0]),
+        "out_history": str(out / OUTPUTS[1]),
+        "out_normalization": str(out / OUTPUTS[2]),
+        "model": model,
+        "training": training,
+        "seed": seed,
+        "threads": 1,
+        "max_epochs_this_call": cap,
+    }
+
+
+def _train(data: Path, out: Path, **settings):
+    """train_model in this process; returns (state, its log lines)."""
+    logger = logging.getLogger("szmass.train")
+    records, level = _Records(), logger.level
+    logger.addHandler(records)
+    logger.setLevel(logging.INFO)
+    try:
+        with _tolerant_thread_settings():
+            state = train_model(**_kwargs(data, out, **settings))
+    finally:
+        logger.removeHandler(records)
+        logger.setLevel(level)
+    return state, records.messages
+
+
+#: Runs train_model calls (a JSON list of keyword arguments) in a child process.
+CHILD = """
+import json, sys
+from szmass.logs import setup_logging
+from szmass.train import train_model
+setup_logging(None)
+for kwargs in json.loads(sys.argv[1]):
+    train_model(**kwargs)
+print("DONE", flush=True)
+"""
+
+
+class _Child:
+    """train_model calls in a child process, its output in files under ``workdir``."""
+
+    def __init__(self, calls: list[dict], workdir: Path, timeout: float = 400):
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.stdout, self.stderr = workdir / "stdout.txt", workdir / "stderr.txt"
+        with open(self.stdout, "w") as out, open(self.stderr, "w") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", CHILD, json.dumps(calls)], stdout=out, stderr=err
+            )
+        self.watchdog = threading.Timer(timeout, self.proc.kill)  # never hang the suite
+        self.watchdog.daemon = True
+        self.watchdog.start()
+
+    def finish(self, timeout: float = 400) -> tuple[int, str, str]:
+        """Wait for the child; (exit status, stdout, stderr)."""
+        try:
+            rc = self.proc.wait(timeout)
+        finally:
+            self.watchdog.cancel()
+        return rc, self.stdout.read_text(), self.stderr.read_text()
+
+    def stop(self) -> None:
+        self.watchdog.cancel()
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _history(out: Path) -> list[dict]:
+    with open(out / "history.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _losses(rows) -> list[tuple]:
+    """(epoch, loss, val_loss, learning_rate) of history rows (csv or state), as floats."""
+    return [
+        tuple(float(r[k]) for k in ("epoch", "loss", "val_loss", "learning_rate")) for r in rows
+    ]
+
+
+def _snapshot(out: Path, dest: Path) -> Path:
+    shutil.copytree(out / CHECKPOINT, dest)
+    return dest
+
+
+# --- an uninterrupted run and one stopped after every epoch ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def runs(prepared8, tmp_path_factory, children):
+    """The same training (3 epochs) run straight through, and run one epoch per call
+    (snapshots of the checkpoint after epochs 1 and 2 kept)."""
+    root = tmp_path_factory.mktemp("runs")
+    out = {"root": root, "full": root / "full", "resumed": root / "resumed"}
+    out["full_state"], out["full_log"] = _train(prepared8, out["full"])
+    out["calls"] = []
+    for k in (1, 2):
+        state, log = _train(prepared8, out["resumed"], cap=1)
+        files = sorted(p.name for p in out["resumed"].iterdir())
+        out["calls"].append({"state": json.loads(json.dumps(state)), "log": log, "files": files})
+        out[f"snap{k}"] = _snapshot(out["resumed"], root / f"snap{k}")
+    state, log = _train(prepared8, out["resumed"])
+    out["calls"].append({"state": state, "log": log})
+    return out
+
+
+def test_interrupted_after_one_epoch(runs):
+    first = runs["calls"][0]
+    assert first["state"]["epochs_done"] == 1
+    assert [r["epoch"] for r in first["state"]["history"]] == [1]
+    # only the checkpoint, no final output yet
+    assert first["files"] == [CHECKPOINT]
+    snap = runs["snap1"]
+    names = ["best-0001.weights.h5", "last-0001.keras", "state.json"]
+    assert sorted(p.name for p in snap.iterdir()) == names
+    saved = json.loads((snap / "state.json").read_text())
+    assert saved["epochs_done"] == 1 and saved["best_epoch"] == 1
+    assert saved["history"] == first["state"]["history"]
+    # the checkpoint holds the optimizer too: one epoch of steps (24 maps / batch 4)
+    net = keras.saving.load_model(snap / saved["last_file"])
+    assert int(net.optimizer.iterations) == 6
+
+
+def test_resumes_at_the_next_epoch(runs):
+    second, third = runs["calls"][1], runs["calls"][2]
+    assert "resuming from the checkpoint after epoch 1" in second["log"]
+    assert [r["epoch"] for r in second["state"]["history"]] == [1, 2]
+    assert second["files"] == [CHECKPOINT]
+    assert "resuming from the checkpoint after epoch 2" in third["log"]
+    assert [int(r["epoch"]) for r in _history(runs["resumed"])] == [1, 2, 3]
+    assert not any(m.startswith("epoch 1/") for m in second["log"] + third["log"])
+    # finished: the outputs, and the checkpoint is gone
+    assert sorted(p.name for p in runs["resumed"].iterdir()) == sorted(OUTPUTS)
+
+
+def test_resumed_equals_uninterrupted(runs, prepared8):
+    full, resumed = _history(runs["full"]), _history(runs["resumed"])
+    assert _losses(resumed) == _losses(full)  # bit for bit
+    x_val, _ = load_set(prepared8 / "val.zarr")
+    a = keras.saving.load_model(runs["full"] / "mresunet.keras")
+    b = keras.saving.load_model(runs["resumed"] / "mresunet.keras")
+    np.testing.assert_array_equal(a.predict(x_val, verbose=0), b.predict(x_val, verbose=0))
+
+
+def test_outputs(runs, prepared8):
+    out = runs["full"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUTS)
+    history = _history(out)
+    assert list(history[0]) == list(HISTORY_FIELDS)
+    assert [int(r["epoch"]) for r in history] == [1, 2, 3]
+    # the normalization travels with the model, with the training's summary
+    summary = json.loads((out / "normalization.json").read_text())
+    norm = json.loads((prepared8 / "normalization.json").read_text())
+    assert {k: summary[k] for k in norm} == norm
+    val_losses = [float(r["val_loss"]) for r in history]
+    assert summary["best_epoch"] == int(np.argmin(val_losses)) + 1
+    assert summary["best_val_loss"] == min(val_losses)
+    assert summary["stopped_early"] is False
+    assert "training ended on the epoch cap (3), not on early stopping" in runs["full_log"]
+    # the saved model is the best epoch's, and loads with plain Keras
+    net = keras.saving.load_model(out / "mresunet.keras")
+    x_val, y_val = load_set(prepared8 / "val.zarr", input_size=8)
+    pred = net.predict(x_val, batch_size=4, verbose=0)
+    assert pred.shape == (12, 8, 8, 2)
+    # fit's val_loss is the mean of 3 equal batches' MSEs: the MSE over the set
+    assert float(np.mean((pred - y_val) ** 2)) == pytest.approx(min(val_losses), rel=1e-5)
+
+
+def _checkpoint_from(snapshot: Path, out: Path) -> Path:
+    out.mkdir(parents=True)
+    shutil.copytree(snapshot, out / CHECKPOINT)
+    return out
+
+
+CHANGES = {
+    "training.learning_rate": {"training": {**TRAINING, "learning_rate": 2e-3}},
+    "training.max_epochs": {"training": {**TRAINING, "max_epochs": 4}},
+    "model.base_filters": {"model": {**MODEL, "base_filters": 8}},
+    "model.dropout": {"model": {**MODEL, "dropout": 0.1}},
+    "seed": {"seed": SEED + 1},
+}
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_changed_setting_discards_the_checkpoint(runs, prepared8, tmp_path, change):
+    out = _checkpoint_from(runs["snap1"], tmp_path / "out")
+    state, log = _train(prepared8, out, cap=0, **CHANGES[change])
+    assert any(m.startswith("discarding a checkpoint of other settings") for m in log), log
+    assert state["epochs_done"] == 0 and state["history"] == []
+    assert list((out / CHECKPOINT).iterdir()) == []
+
+
+def test_same_settings_resume_the_checkpoint(runs, prepared8, tmp_path):
+    """(the control of the test above)"""
+    out = _checkpoint_from(runs["snap1"], tmp_path / "out")
+    state, log = _train(prepared8, out, cap=0)
+    assert "resuming from the checkpoint after epoch 1" in log
+    assert state["epochs_done"] == 1
+    assert not (out / OUTPUTS[0]).exists()
+
+
+def _copy_set(src: Path, dest: Path, edit=None) -> Path:
+    """A copy of a prepared set (train.zarr, val.zarr, normalization.json), ``edit(name, ds)``
+    applied to each zarr set."""
+    dest.mkdir(parents=True)
+    shutil.copy2(src / "normalization.json", dest / "normalization.json")
+    for name in ("train", "val"):
+        ds = xr.open_zarr(src / f"{name}.zarr").load()
+        if edit:
+            edit(name, ds)
+        write_zarr_atomic(ds, dest / f"{name}.zarr")
+    return dest
+
+
+def test_checkpoint_of_other_data_is_not_resumed(runs, prepared8, tmp_path):
+    def relabel(name, ds):  # e.g. dataset.mass_map edited: other labels, same constants
+        ds["labels"].values[..., 1] *= 1.01
+
+    data = _copy_set(prepared8, tmp_path / "data", relabel)
+    out = _checkpoint_from(runs["snap1"], tmp_path / "out")
+    state, log = _train(data, out, cap=0)
+    assert state["epochs_done"] == 0, log
+
+
+def test_kill_between_checkpoint_files_resumes_a_consistent_state(
+    runs, prepared8, tmp_path, monkeypatch
+):
+    """A kill can land between the checkpoint's writes: the resumed model must be the one of
+    the epoch the resumed state says (its optimizer has taken that many epochs of steps)."""
+    out = _checkpoint_from(runs["snap1"], tmp_path / "out")
+    for path in runs["snap2"].glob("*-0002*"):  # epoch 2's files, written before its state
+        shutil.copy2(path, out / CHECKPOINT / path.name)
+    loaded = []
+    load_model = keras.saving.load_model
+
+    def recording_load_model(*args, **kwargs):
+        loaded.append(load_model(*args, **kwargs))
+        return loaded[-1]
+
+    monkeypatch.setattr(keras.saving, "load_model", recording_load_model)
+    state, log = _train(prepared8, out, cap=0)
+    assert "resuming from the checkpoint after epoch 1" in log
+    (net,) = loaded
+    steps = 6  # 24 maps, batch 4
+    assert int(net.optimizer.iterations) == state["epochs_done"] * steps
+
+
+# --- in child processes: a run with dropout, and a killed run -------------------------------
+
+DROPOUT_MODEL = {**MODEL, "dropout": 0.3}
+TWO_EPOCHS = {**TRAINING, "max_epochs": 2}
+#: Maps in the kill test's training set: 600 steps of batch 4, ~3-6 s an epoch on 2 cores
+#: (~1 ms a step would be needed to finish epoch 2 before the kill, 0.2 s into it).
+N_KILL = 2400
+KILL_TRAINING = {**TRAINING, "max_epochs": 5}
+
+
+def _kill_in_epoch_2(child: _Child, state_file: Path) -> None:
+    """SIGKILL ``child`` 0.2 s after its checkpoint of epoch 1 appears."""
+    while child.proc.poll() is None and not state_file.exists():
+        time.sleep(0.01)
+    if child.proc.poll() is None:
+        time.sleep(0.2)
+        child.proc.send_signal(signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def children(prepared8, tmp_path_factory):
+    """Started before the main chain: (1) a 2-epoch run with dropout straight through, then
+    the same run stopped after epoch 1 and resumed; (2) a run killed during epoch 2."""
+    root = tmp_path_factory.mktemp("children")
+    dropout_calls = [
+        _kwargs(prepared8, root / "dropout_full", model=DROPOUT_MODEL, training=TWO_EPOCHS),
+        _kwargs(
+            prepared8, root / "dropout_resumed", model=DROPOUT_MODEL, training=TWO_EPOCHS, cap=1
+        ),
+        _kwargs(prepared8, root / "dropout_resumed", model=DROPOUT_MODEL, training=TWO_EPOCHS),
+    ]
+    dropout = _Child(dropout_calls, root / "dropout")
+
+    data = root / "big"
+    data.mkdir()
+    train = xr.open_zarr(prepared8 / "train.zarr").load()
+    reps = math.ceil(N_KILL / train.sizes["sample"])
+    arrays = {k: np.concatenate([train[k].values] * reps) for k in train.data_vars}
+    write_zarr_atomic(_as_dataset(arrays, train.attrs), data / "train.zarr")
+    shutil.copytree(prepared8 / "val.zarr", data / "val.zarr")
+    shutil.copy2(prepared8 / "normalization.json", data / "normalization.json")
+    out = root / "killed_model"
+    killed = _Child([_kwargs(data, out, training=KILL_TRAINING)], root / "killed")
+    killer = threading.Thread(
+        target=_kill_in_epoch_2, args=(killed, out / CHECKPOINT / "state.json"), daemon=True
+    )
+    killer.start()
+    yield {
+        "dropout": (dropout, root / "dropout_full", root / "dropout_resumed"),
+        "killed": (killed, killer, data, out),
+    }
+    dropout.stop()
+    killed.stop()
+
+
+@pytest.fixture(scope="module")
+def dropout_runs(children):
+    child, full, resumed = children["dropout"]
+    rc, _, stderr = child.finish()
+    assert rc == 0, stderr[-3000:]
+    return full, resumed, stderr
+
+
+def test_dropout_run_resumed(dropout_runs):
+    full, resumed, log = dropout_runs
+    assert "resuming from the checkpoint after epoch 1" in log
+    a, b = _losses(_history(full)), _losses(_history(resumed))
+    assert [r[0] for r in a] == [r[0] for r in b] == [1, 2]
+    assert a[0] == b[0]  # epoch 1: the same run
+
+
+def test_resumed_with_dropout_equals_uninterrupted(dropout_runs):
+    full, resumed, _ = dropout_runs
+    a, b = _losses(_history(full)), _losses(_history(resumed))
+    assert a == b, f"epoch 2 loss uninterrupted {a[1][1]!r}, resumed {b[1][1]!r}"
+
+
+@pytest.mark.slow
+def test_killed_training_leaves_no_model(children):
+    """SIGKILL during epoch 2: no final output, and the checkpoint of epoch 1 resumes."""
+    child, killer, data, out = children["killed"]
+    killer.join(timeout=400)
+    rc, stdout, stderr = child.finish()
+    assert rc == -signal.SIGKILL, stderr[-3000:]
+    assert "DONE" not in stdout
+    assert "epoch 1/5" in stderr and "epoch 2/5" not in stderr, stderr[-3000:]
+    for name in OUTPUTS:
+        assert not (out / name).exists(), name
+    assert sorted(p.name for p in out.iterdir()) == [CHECKPOINT]
+    assert json.loads((out / CHECKPOINT / "state.json").read_text())["epochs_done"] == 1
+    # a rerun picks up the epoch-1 checkpoint
+    state, log = _train(data, out, training=KILL_TRAINING, cap=0)
+    assert "resuming from the checkpoint after epoch 1" in log
+    assert state["epochs_done"] == 1
+
+
+# --- bad input: named, and before any training ----------------------------------------------
+
+
+def _write_set(path: Path, *, npix: int = 8, n: int = 4, nan_in: str | None = None) -> Path:
+    rng = np.random.default_rng(0)
+    arrays = {
+        "inputs": rng.uniform(-1, 1, (n, npix, npix, 1)).astype(np.float32),
+        "labels": rng.uniform(0, 1, (n, npix, npix, 2)).astype(np.float32),
+        "m200c": np.full(n, 2e14),
+        "realization": np.arange(n),
+        "ln_scatter": np.zeros(n),
+    }
+    if nan_in:
+        arrays[nan_in][n - 1, npix // 2, 1, 0] = np.nan
+    write_zarr_atomic(_as_dataset(arrays, {"set": "test"}), path)
+    return path
+
+
+def test_load_set(prepared8):
+    x, y = load_set(prepared8 / "train.zarr", input_size=8)
+    assert x.shape == (24, 8, 8, 1) and y.shape == (24, 8, 8, 2)
+    assert x.dtype == y.dtype == np.float32
+
+
+def test_load_set_missing(tmp_path):
+    path = tmp_path / "train.zarr"
+    with pytest.raises(FileNotFoundError, match=rf"{re.escape(str(path))} does not exist"):
+        load_set(path)
+
+
+def test_load_set_of_another_map_size(prepared8):
+    path = prepared8 / "train.zarr"
+    with pytest.raises(
+        ValueError, match=rf"{re.escape(str(path))}: maps are 8x8, the model expects 16x16"
+    ):
+        load_set(path, input_size=16)
+
+
+@pytest.mark.parametrize("variable", ["inputs", "labels"])
+def test_load_set_with_nan(tmp_path, variable):
+    path = _write_set(tmp_path / "train.zarr", nan_in=variable)
+    with pytest.raises(ValueError, match=rf"{re.escape(str(path))}: {variable} hold NaN"):
+        load_set(path)
+
+
+def test_load_set_not_a_set(tmp_path):
+    path = tmp_path / "train.zarr"
+    path.mkdir()
+    with pytest.raises(ValueError, match=rf"{re.escape(str(path))} cannot be read"):
+        load_set(path)
+
+
+BAD_INPUTS = {
+    # case: (what to break, error type, message pattern with {data})
+    "val_of_another_size": (
+        lambda d: _write_set(d / "val.zarr", npix=16),
+        ValueError,
+        r"{data}/val\.zarr: maps are 16x16, the model expects 8x8",
+    ),
+    "nan_in_train": (
+        lambda d: _write_set(d / "train.zarr", nan_in="inputs"),
+        ValueError,
+        r"{data}/train\.zarr: inputs hold NaN",
+    ),
+    "missing_normalization": (
+        lambda d: (d / "normalization.json").unlink(),
+        FileNotFoundError,
+        r"normalization file {data}/normalization\.json does not exist",
+    ),
+    "missing_val": (
+        lambda d: shutil.rmtree(d / "val.zarr"),
+        FileNotFoundError,
+        r"data set {data}/val\.zarr does not exist",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_train_model_refuses_bad_input(prepared8, tmp_path, case):
+    breaks, error, pattern = BAD_INPUTS[case]
+    data = _copy_set(prepared8, tmp_path / "data")
+    breaks(data)
+    out = tmp_path / "model"
+    with pytest.raises(error, match=pattern.format(data=re.escape(str(data)))):
+        _train(data, out)
+    assert not out.exists()  # stopped before the checkpoint directory, i.e. any training
+
+
+def test_configure_after_tf_ran():
+    """train_model must work in a process that has already used TensorFlow (a notebook, a
+    test session, an evaluation script that trains)."""
+    import tensorflow as tf
+
+    from szmass.train import configure_tensorflow
+
+    tf.constant(1.0) + 1.0  # TensorFlow's runtime is up
+    threads = tf.config.threading.get_intra_op_parallelism_threads() + 1  # another size
+    configure_tensorflow(threads=threads, seed=SEED, mixed_precision=False)
+
+
+# --- the epoch order ------------------------------------------------------------------------
+
+
+def _epoch_orders(n, *, batch, seed, first, last):
+    """The sample order of each epoch first..last-1 of epoch_batches (x = y = index)."""
+    x = np.arange(n, dtype=np.float32).reshape(n, 1, 1, 1)
+    batches = []
+    for xb, yb in epoch_batches(
+        x, x.copy(), batch_size=batch, seed=seed, first_epoch=first, last_epoch=last
+    ):
+        np.testing.assert_array_equal(xb.numpy(), yb.numpy())  # pairs stay together
+        batches.append(xb.numpy().ravel().astype(int))
+    per_epoch = math.ceil(n / batch)
+    assert len(batches) == per_epoch * (last - first)
+    sizes = [len(b) for b in batches[:per_epoch]]
+    assert sizes == [batch] * (n // batch) + ([n % batch] if n % batch else [])
+    return [
+        np.concatenate(batches[k * per_epoch : (k + 1) * per_epoch]) for k in range(last - first)
+    ]
+
+
+def test_each_epoch_is_a_permutation():
+    for order in _epoch_orders(10, batch=4, seed=3, first=0, last=5):
+        assert sorted(order) == list(range(10))
+
+
+def test_epochs_differ():
+    orders = _epoch_orders(10, batch=4, seed=3, first=0, last=5)
+    for i in range(5):
+        for j in range(i + 1, 5):
+            assert not np.array_equal(orders[i], orders[j]), (i, j)
+    assert not np.array_equal(orders[0], np.arange(10))
+
+
+def test_epoch_order_is_keyed_on_seed_and_epoch():
+    """A resumed run (first_epoch > 0) sees the batches an uninterrupted one saw."""
+    straight = _epoch_orders(10, batch=4, seed=3, first=0, last=5)
+    resumed = _epoch_orders(10, batch=4, seed=3, first=3, last=5)
+    for a, b in zip(straight[3:], resumed, strict=True):
+        np.testing.assert_array_equal(a, b)
+    again = _epoch_orders(10, batch=4, seed=3, first=0, last=5)
+    for a, b in zip(straight, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    other = _epoch_orders(10, batch=4, seed=4, first=0, last=5)
+    assert not all(np.array_equal(a, b) for a, b in zip(straight, other, strict=True))
+
+
+def test_single_batch_epoch():
+    (order,) = _epoch_orders(3, batch=4, seed=0, first=7, last=8)
+    assert sorted(order) == [0, 1, 2]
