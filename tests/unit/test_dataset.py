@@ -177,7 +177,7 @@ def test_split_contents(split16, shards16):
         n = (hi - lo) * len(MASSES)
         assert ds.inputs.shape == (n, NPIX, NPIX, 1), name
         assert ds.labels.shape == (n, NPIX, NPIX, 2), name
-        assert list(ds.label.values) == ["sz", "mass"]
+        assert list(ds.attrs["label_names"]) == ["sz", "mass"]
         assert ds.attrs["set"] == name and ds.attrs["realizations"] == [lo, hi]
         np.testing.assert_array_equal(ds.realization.values, np.tile(np.arange(lo, hi), 3))
         np.testing.assert_array_equal(ds.m200c.values, np.repeat(np.array(MASSES) * 1e14, hi - lo))
