@@ -7,19 +7,8 @@ import pytest
 
 from szmass.simulate import COMPONENT_CODES, SET_CODES, map_rng, mass_key, simulate_maps
 
-#: config/config.yaml's cosmology plus the derived sigma8 the spectra stage adds.
-COSMO = {
-    "H0": 67.32117,
-    "ombh2": 0.0223828,
-    "omch2": 0.1201075,
-    "omnuh2": 6.451439e-4,
-    "tau": 0.05430842,
-    "ns": 0.9660499,
-    "As": 2.100549e-9,
-    "TCMB": 2.7255,
-    "YHe": 0.2454006,
-    "sigma8": 0.8119,
-}
+from .conftest import COSMO
+
 SKY = {
     "freq_ghz": 150.0,
     "pixel_arcmin": 0.25,
