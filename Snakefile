@@ -7,11 +7,16 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/spectra.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/split.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/figures.smk"
 
 
 rule all:
@@ -20,3 +25,8 @@ rule all:
         "results/spectra/spectra.ecsv",
         all_shards(),
         "results/model/mresunet.keras",
+        "results/summary.json",
+        rules.plot_example.output,
+        rules.plot_sz_maps.output,
+        rules.plot_mass_recovery.output,
+        rules.plot_scatter.output,

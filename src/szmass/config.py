@@ -64,6 +64,18 @@ def check_config(config: dict[str, Any]) -> None:
             f"config key 'sky.npix': {sky['npix']} is not divisible by 2**model.depth = "
             f"{2**depth}, which the network's {depth} stride-2 levels need"
         )
+    for key, values in (
+        ("figures.sz_masses", config["figures"]["sz_masses"]),
+        ("figures.example_mass", [config["figures"]["example_mass"]]),
+    ):
+        for m in values:
+            if mass_label(m) not in labels:
+                raise ConfigError(f"config key '{key}': {m} is not in grid.masses {masses}")
+    if config["figures"]["example_realization"] >= n:
+        raise ConfigError(
+            f"config key 'figures.example_realization': {config['figures']['example_realization']}"
+            f" is not below grid.n_realizations ({n})"
+        )
     if config["spectra"]["lmax"] < config["spectra"]["lmax_camb"]:
         raise ConfigError("config key 'spectra.lmax': must be >= spectra.lmax_camb")
 
@@ -118,3 +130,38 @@ def shard_spec(config: dict[str, Any], set_name: str, name: str) -> dict[str, An
             "mass_range_1e14": config["scatter"]["mass_range"],
         }
     raise ConfigError(f"unknown simulation set {set_name!r}")
+
+
+def eval_sets(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The test sets of SPEC §4, by name: the shards each reads and the realizations it uses.
+
+    - ``trained``: the training masses, realizations ``split.test``;
+    - ``interpolated``: grid masses between the smallest and largest training mass that were
+      not trained on, realizations ``split.test``;
+    - ``extrapolated``: grid masses outside the trained range, realizations ``split.test``;
+    - ``scatter{sigma}``: one per scatter shard, every map.
+    Sets with no mass (e.g. a grid without interpolated masses) are left out.
+    """
+    trained = {mass_label(m) for m in config["split"]["train_masses"]}
+    lo, hi = min(config["split"]["train_masses"]), max(config["split"]["train_masses"])
+    groups: dict[str, list[float]] = {"trained": [], "interpolated": [], "extrapolated": []}
+    for m in config["grid"]["masses"]:
+        if mass_label(m) in trained:
+            groups["trained"].append(m)
+        elif lo < m < hi:
+            groups["interpolated"].append(m)
+        else:
+            groups["extrapolated"].append(m)
+    test = list(config["split"]["test"])
+    sets = {
+        name: {
+            "kind": "grid",
+            "shards": [f"results/sims/grid/M{mass_label(m)}.zarr" for m in masses],
+            "realizations": test,
+        }
+        for name, masses in groups.items()
+        if masses
+    }
+    for s, path in zip(config["scatter"]["sigma_int"], scatter_shards(config), strict=True):
+        sets[f"scatter{s:g}"] = {"kind": "scatter", "shards": [path], "realizations": None}
+    return sets

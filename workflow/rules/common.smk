@@ -6,7 +6,15 @@ from snakemake.utils import validate
 
 # Check the config with this checkout's szmass, as the rule scripts do (workflow/scripts/_bootstrap.py).
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from szmass.config import check_config, grid_shards, scatter_shards, shard_spec, train_shards
+from szmass.config import (
+    check_config,
+    eval_sets,
+    grid_shards,
+    mass_label,
+    scatter_shards,
+    shard_spec,
+    train_shards,
+)
 
 validate(config, "../schemas/config.schema.yaml")
 check_config(config)

@@ -1,0 +1,158 @@
+"""Predictions of a trained mResUNet on the test sets (SPEC §4; Gupta & Reichardt 2020,
+arXiv:2003.06135, §4).
+
+Every test map goes through ``dataset.prepare``, the very function that made the training set;
+the mass estimate is the predicted central pixel of the mass channel times M_norm, and the
+predicted SZ map is the first channel times the stored SZ scale.
+"""
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .dataset import NORMALIZATION_KEYS, prepare, read_normalization
+from .io import open_shard
+from .logs import Progress
+
+log = logging.getLogger("szmass.evaluate")
+
+#: Columns of a predictions table, one row per map.
+PREDICTION_COLUMNS = (
+    "shard",
+    "realization",
+    "cluster_id",
+    "z",
+    "ln_scatter",
+    "m200c_true",
+    "m200c_est",
+)
+_BATCH = 64
+
+
+def check_normalizations(
+    model_norm: dict[str, Any], data_norm: dict[str, Any], *, model_path: str, data_path: str
+) -> None:
+    """Stop when the model was trained with other constants than the data set's.
+
+    Raises ValueError naming the key and both values.
+    """
+    for key in NORMALIZATION_KEYS:
+        a, b = model_norm.get(key), data_norm.get(key)
+        if a is None or b is None or not np.isclose(float(a), float(b), rtol=1e-6):
+            raise ValueError(
+                f"normalization '{key}' differs: {a} for the model ({model_path}) but {b} "
+                f"for the data set ({data_path}); retrain or use the matching model"
+            )
+
+
+def write_csv_atomic(table: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write a CSV beside ``path`` and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _predict(net, inputs: np.ndarray, progress: Progress) -> np.ndarray:
+    out = np.empty(inputs.shape[:3] + (2,), dtype=np.float32)
+    for start in range(0, len(inputs), _BATCH):
+        stop = min(start + _BATCH, len(inputs))
+        out[start:stop] = np.asarray(net(inputs[start:stop], training=False))
+        progress.update(stop - start)
+    return out
+
+
+def predict_set(
+    *,
+    model_path: str,
+    model_normalization_path: str,
+    data_normalization_path: str,
+    shard_paths: Sequence[str],
+    realizations: Sequence[int] | None,
+    out_predictions: str,
+    out_maps: str | None = None,
+    threads: int = 1,
+) -> pd.DataFrame:
+    """Estimate the mass of every map of a test set and write one row per map.
+
+    Args:
+        realizations: [start, stop) of the realizations used from each shard, or None for all.
+        out_maps: optional ``.npz`` with, per distinct true mass, the mean true and predicted
+            SZ maps [uK] and the mean predicted mass map (the profile figure, SPEC §4).
+    Returns:
+        The predictions table (columns ``PREDICTION_COLUMNS``, masses in Msun).
+    """
+    import keras
+
+    from .train import configure_tensorflow
+
+    model_norm = read_normalization(model_normalization_path)
+    data_norm = read_normalization(data_normalization_path)
+    check_normalizations(
+        model_norm,
+        data_norm,
+        model_path=model_normalization_path,
+        data_path=data_normalization_path,
+    )
+    configure_tensorflow(threads=threads, seed=0, mixed_precision=False)
+    net = keras.saving.load_model(model_path, compile=False)
+    npix = model_norm["npix"]
+    if tuple(net.input_shape[1:3]) != (npix, npix):
+        raise ValueError(
+            f"model {model_path} takes {net.input_shape[1]}x{net.input_shape[2]} maps, the "
+            f"normalization says {npix}x{npix}"
+        )
+    centre = npix // 2
+    sel = None if realizations is None else slice(*realizations)
+    prepared = []
+    for path in shard_paths:
+        ds = open_shard(path)
+        p = prepare(ds, model_norm, realizations=sel, where=str(path))
+        picked = ds if sel is None else ds.isel(realization=sel)
+        p["z"] = picked.z.values
+        ids = picked.cluster_id.values if "cluster_id" in picked else picked.realization.values
+        p["cluster_id"] = ids
+        prepared.append((path, p))
+    progress = Progress(sum(len(p["m200c"]) for _, p in prepared), "predicted maps", log)
+    rows, mean_maps = [], {"m200c": [], "sz_true": [], "sz_pred": [], "mass_pred": []}
+    for path, p in prepared:
+        out = _predict(net, p["inputs"], progress)
+        est = out[:, centre, centre, 1].astype(float) * model_norm["m_norm_msun"]
+        rows.append(
+            pd.DataFrame(
+                {
+                    "shard": Path(path).stem,
+                    "realization": p["realization"],
+                    "cluster_id": p["cluster_id"],
+                    "z": p["z"],
+                    "ln_scatter": p["ln_scatter"],
+                    "m200c_true": p["m200c"],
+                    "m200c_est": est,
+                }
+            )
+        )
+        for m in np.unique(p["m200c"]):
+            pick = p["m200c"] == m
+            if pick.sum() < 2:  # a map per mass (scatter sets): no mean map to keep
+                continue
+            mean_maps["m200c"].append(m)
+            mean_maps["sz_true"].append(p["labels"][pick, ..., 0].mean(0) * model_norm["sz_scale"])
+            mean_maps["sz_pred"].append(out[pick, ..., 0].mean(0) * model_norm["sz_scale"])
+            mean_maps["mass_pred"].append(out[pick, ..., 1].mean(0) * model_norm["m_norm_msun"])
+    table = pd.concat(rows, ignore_index=True)[list(PREDICTION_COLUMNS)]
+    bad = ~np.isfinite(table["m200c_est"])
+    if bad.any():
+        log.warning("%d of %d estimates are not finite", int(bad.sum()), len(table))
+    if out_maps is not None:
+        tmp = Path(out_maps).with_name(f".{Path(out_maps).stem}.tmp-{os.getpid()}.npz")
+        np.savez(tmp, **{k: np.asarray(v) for k, v in mean_maps.items()})
+        os.replace(tmp, out_maps)
+    write_csv_atomic(table, out_predictions)
+    log.info("wrote %s: %d maps", out_predictions, len(table))
+    return table

@@ -1,0 +1,343 @@
+"""Headline numbers of a run beside the paper's claims (SPEC §4 and §6; Gupta & Reichardt 2020,
+arXiv:2003.06135, §4): ``summary.json`` (every number) and ``summary.md`` (a table a reader can
+check at a glance).
+"""
+
+import csv
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import stats
+from .evaluate import write_csv_atomic
+from .io import open_shard
+
+log = logging.getLogger("szmass.summary")
+
+#: The paper's requirement on trained masses (SPEC §4) and the bias test of SPEC §6.
+PAPER_DM_OVER_M = 0.2
+MAX_ABS_PULL = 1.0
+MAX_ABS_MEAN_LN = 0.02  # SPEC §6, scatter sets
+FLOOR_TOLERANCE = 0.05  # SPEC §6: widths within 5 % of the floor
+PAPER_SZ_RESIDUAL = 1e-2  # SPEC §4: residual at least 100x below the signal
+GRID_SETS = ("trained", "interpolated", "extrapolated")
+
+
+def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
+    """A predictions table; raises naming the file if it is empty."""
+    table = pd.read_csv(path)
+    if table.empty:
+        raise ValueError(f"predictions {path} hold no maps")
+    return table
+
+
+def per_mass_table(predictions: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """``stats.per_mass_summary`` of each grid set, stacked with a ``set`` column."""
+    parts = []
+    for name in GRID_SETS:
+        if name in predictions:
+            t = predictions[name]
+            part = stats.per_mass_summary(
+                m_true=t["m200c_true"].values, m_est=t["m200c_est"].values
+            )
+            part.insert(0, "set", name)
+            parts.append(part)
+    if not parts:
+        raise ValueError(f"no grid test set among {sorted(predictions)}")
+    return pd.concat(parts, ignore_index=True)
+
+
+def signal_slope(sz_shard: str) -> dict[str, float]:
+    """d ln(integrated SZ signal) / d ln M200c from the noise-free ``sz`` maps of a shard with
+    no intrinsic scatter (SPEC §4 issue: the floor the intrinsic scatter sets)."""
+    ds = open_shard(sz_shard, variables=("sz", "m200c", "ln_scatter"))
+    if np.any(ds.ln_scatter.values != 0):
+        raise ValueError(f"{sz_shard}: the slope needs a shard without intrinsic scatter")
+    signal = stats.integrated_signal(ds.sz.values)
+    return stats.log_slope(x=ds.m200c.values, y=signal)
+
+
+def sz_residual_ratios(maps_paths: Sequence[str]) -> dict[str, float]:
+    """max |mean predicted - mean true SZ map| / max |mean true| per mass of the grid sets."""
+    out = {}
+    for path in maps_paths:
+        with np.load(path) as f:
+            for m, true, pred in zip(f["m200c"], f["sz_true"], f["sz_pred"], strict=True):
+                out[f"{m / 1e14:g}"] = float(np.max(np.abs(pred - true)) / np.max(np.abs(true)))
+    return out
+
+
+def ln_ratio_fit(table: pd.DataFrame, *, n_boot: int, seed: int) -> dict[str, Any]:
+    """Gaussian fit to ln(M_est/M_true) over the positive estimates, with how many were not.
+
+    A set with fewer than two positive estimates (an untrained network) gets ``error`` instead
+    of a fit, said in the claims table rather than hidden as NaN.
+    """
+    est, true = table["m200c_est"].to_numpy(), table["m200c_true"].to_numpy()
+    positive = np.isfinite(est) & (est > 0)
+    out: dict[str, Any] = {"n_maps": len(est), "n_nonpositive": int((~positive).sum())}
+    try:
+        out.update(
+            stats.gaussian_fit(np.log(est[positive] / true[positive]), n_boot=n_boot, seed=seed)
+        )
+    except ValueError as err:
+        out["error"] = f"no fit: {err}"
+    return out
+
+
+def training_outcome(model_summary_path: str, history_path: str, max_epochs: int) -> dict:
+    """How training ended: best epoch, epochs run, and whether early stopping or the cap did."""
+    info = json.loads(Path(model_summary_path).read_text())
+    with open(history_path) as fh:
+        history = list(csv.DictReader(fh))
+    return {
+        "epochs_run": len(history),
+        "best_epoch": info.get("best_epoch"),
+        "best_val_loss": info.get("best_val_loss"),
+        "stopped_by": "early stopping" if info.get("stopped_early") else "epoch cap",
+        "max_epochs": max_epochs,
+    }
+
+
+def _claim(claim: str, paper: str, ours: str, agrees: bool | None, note: str = "") -> dict:
+    verdict = {True: "agrees", False: "differs", None: "n/a"}[agrees]
+    return {"claim": claim, "paper": paper, "ours": ours, "verdict": verdict, "note": note}
+
+
+def summarize(
+    *,
+    predictions: Mapping[str, str],
+    maps: Sequence[str],
+    no_scatter_shard: str | None,
+    sigma_int: float,
+    model_summary: str,
+    history: str,
+    max_epochs: int,
+    train_masses_1e14: Sequence[float],
+    out_json: str,
+    out_markdown: str,
+    out_per_mass: str,
+    out_claims: str,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Every headline number of a run, and the table of claims, from the predictions."""
+    tables = {name: read_predictions(path) for name, path in predictions.items()}
+    per_mass = per_mass_table(tables)
+    summary: dict[str, Any] = {
+        "training": training_outcome(model_summary, history, max_epochs),
+        "per_mass": {},
+    }
+    for name in GRID_SETS:
+        rows = per_mass[per_mass["set"] == name]
+        if rows.empty:
+            continue
+        summary["per_mass"][name] = {
+            "max_dm_over_m": float(rows["dm_over_m"].max()),
+            "max_abs_pull": float(rows["pull"].abs().max()),
+            "masses": rows.drop(columns="set").to_dict(orient="records"),
+        }
+    slope = signal_slope(no_scatter_shard) if no_scatter_shard else None
+    floor = stats.scatter_floor(sigma_int=sigma_int, slope=slope["slope"]) if slope else None
+    scatter = {
+        name: ln_ratio_fit(t, n_boot=n_boot, seed=seed)
+        for name, t in tables.items()
+        if name.startswith("scatter")
+    }
+    summary["scatter"] = {"fits": scatter, "signal_slope": slope, "floor_sigma_int": floor}
+    summary["sz_residual_ratio"] = sz_residual_ratios(maps)
+    summary["claims"] = claims(summary, sigma_int=sigma_int, train_masses_1e14=train_masses_1e14)
+    write_csv_atomic(per_mass, out_per_mass)
+    write_csv_atomic(pd.DataFrame(summary["claims"]), out_claims)
+    _write_text(out_json, json.dumps(_plain(summary), indent=2) + "\n")
+    _write_text(out_markdown, markdown(summary))
+    return summary
+
+
+def claims(summary: dict, *, sigma_int: float, train_masses_1e14: Sequence[float]) -> list[dict]:
+    """The paper's claims (SPEC §4) and the reproduction targets (SPEC §6) beside ours."""
+    out = []
+    tr = summary["training"]
+    out.append(
+        _claim(
+            "training ends on the early-stopping rule",
+            "best weights after early stopping (patience 15)",
+            f"{tr['stopped_by']} after {tr['epochs_run']} epochs, best epoch {tr['best_epoch']}",
+            tr["stopped_by"] == "early stopping",
+            ""
+            if tr["stopped_by"] == "early stopping"
+            else f"the {tr['max_epochs']}-epoch cap ended training: it may not have converged",
+        )
+    )
+    pm = summary["per_mass"]
+    if "trained" in pm:
+        t = pm["trained"]
+        out.append(
+            _claim(
+                "dM/M on trained masses",
+                f"<= {PAPER_DM_OVER_M} for every mass",
+                f"max {t['max_dm_over_m']:.3f}",
+                t["max_dm_over_m"] <= PAPER_DM_OVER_M,
+            )
+        )
+        out.append(
+            _claim(
+                "no bias on trained masses",
+                f"abs(pull) < {MAX_ABS_PULL} (SPEC §6)",
+                f"max abs(pull) {t['max_abs_pull']:.2f}",
+                t["max_abs_pull"] < MAX_ABS_PULL,
+            )
+        )
+    if "interpolated" in pm:
+        rows = pm["interpolated"]["masses"]
+        bad = [
+            r["m_true"] / 1e14
+            for r in rows
+            if r["dm_over_m"] > PAPER_DM_OVER_M or abs(r["pull"]) >= MAX_ABS_PULL
+        ]
+        out.append(
+            _claim(
+                "interpolated masses as good as trained",
+                "yes, with one exception",
+                f"{len(bad)} of {len(rows)} masses fail dM/M or abs(pull) "
+                f"({', '.join(f'{m:g}' for m in bad) or 'none'})",
+                len(bad) <= 1 and len(bad) < len(rows),
+            )
+        )
+    if "extrapolated" in pm:
+        lo, hi = min(train_masses_1e14), max(train_masses_1e14)
+        parts = []
+        for r in pm["extrapolated"]["masses"]:
+            edge = lo if r["m_true"] / 1e14 < lo else hi
+            parts.append(f"{r['m_true'] / 1e14:g} -> {r['median'] / 1e14:.2f} (edge {edge:g})")
+        out.append(
+            _claim(
+                "extrapolated masses pinned to the trained edges",
+                f"estimates near {lo:g} or {hi:g} (9e14 by chance right)",
+                "; ".join(parts),
+                None,
+                "median estimate -> trained edge, 1e14 Msun",
+            )
+        )
+    fits = summary["scatter"]["fits"]
+    floor = summary["scatter"]["floor_sigma_int"]
+    for name, fit in fits.items():
+        sig = float(name.removeprefix("scatter"))
+        if "error" in fit:
+            out.append(
+                _claim(
+                    f"scatter test, sigma_int = {sig:g}",
+                    "a Gaussian ln ratio",
+                    fit["error"],
+                    False,
+                    f"{fit['n_nonpositive']} of {fit['n_maps']} estimates <= 0",
+                )
+            )
+            continue
+        text = (
+            f"mean {fit['mean']:+.3f} ± {fit['mean_err']:.3f}, width {fit['sigma']:.3f} ± "
+            f"{fit['sigma_err']:.3f}"
+        )
+        out.append(
+            _claim(
+                f"scatter test, sigma_int = {sig:g}: bias",
+                f"abs(mean ln ratio) < {MAX_ABS_MEAN_LN} (SPEC §6)",
+                text,
+                abs(fit["mean"]) < MAX_ABS_MEAN_LN,
+            )
+        )
+        if sig > 0:
+            agrees = fit["sigma"] < sigma_int
+            note = ""
+            if floor:
+                note = (
+                    f"floor sigma_int/slope = {floor:.3f}; width/floor = {fit['sigma'] / floor:.2f}"
+                )
+            out.append(
+                _claim(
+                    f"scatter test, sigma_int = {sig:g}: width",
+                    f"slightly below {sigma_int:g}",
+                    f"{fit['sigma']:.3f}",
+                    agrees,
+                    note,
+                )
+            )
+        else:
+            widths = [f["sigma"] for n, f in fits.items() if n != name and "sigma" in f]
+            ours = f"{fit['sigma']:.3f}"
+            agrees = bool(widths) and fit["sigma"] < 0.5 * min(widths)
+            out.append(
+                _claim(
+                    "scatter test without scatter: width",
+                    "much smaller",
+                    ours,
+                    agrees if widths else None,
+                )
+            )
+    ratios = summary["sz_residual_ratio"]
+    if ratios:
+        worst = max(ratios.values())
+        out.append(
+            _claim(
+                "SZ map reconstruction",
+                f"residual < {PAPER_SZ_RESIDUAL:g} of the signal",
+                f"max residual / signal {worst:.1e}",
+                worst < PAPER_SZ_RESIDUAL,
+            )
+        )
+    return out
+
+
+def markdown(summary: dict) -> str:
+    """The claims table as Markdown, with the per-mass numbers of the trained set."""
+    lines = [
+        "# szmass: this run beside the paper",
+        "",
+        "| claim | paper | this run | verdict | note |",
+        "|---|---|---|---|---|",
+    ]
+    for c in summary["claims"]:
+        lines.append(
+            f"| {c['claim']} | {c['paper']} | {c['ours']} | {c['verdict']} | {c['note']} |"
+        )
+    for name, block in summary["per_mass"].items():
+        lines += [
+            "",
+            f"## {name} masses",
+            "",
+            "| M200c [1e14] | n | median [1e14] | dM/M | pull | mean ln ratio |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in block["masses"]:
+            lines.append(
+                f"| {r['m_true'] / 1e14:g} | {r['n']} | {r['median'] / 1e14:.3f} | "
+                f"{r['dm_over_m']:.3f} | {r['pull']:+.2f} | {r['mean_ln_ratio']:+.3f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _plain(value):
+    """JSON-ready copy: numpy scalars to Python, NaN to None."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return None if not np.isfinite(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _write_text(path: str, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)

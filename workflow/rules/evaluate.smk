@@ -1,0 +1,81 @@
+wildcard_constraints:
+    eval_set="[a-z]+[0-9.]*",
+
+
+def eval_set_shards(wildcards):
+    sets = eval_sets(config)
+    if wildcards.eval_set not in sets:
+        raise ValueError(f"unknown test set {wildcards.eval_set!r}; this config has {sorted(sets)}")
+    return sets[wildcards.eval_set]["shards"]
+
+
+def eval_set_params(wildcards):
+    return canonical(eval_sets(config)[wildcards.eval_set])
+
+
+rule predict_set:
+    input:
+        model="results/model/mresunet.keras",
+        model_normalization="results/model/normalization.json",
+        data_normalization="results/datasets/normalization.json",
+        shards=eval_set_shards,
+        code=src("evaluate", "dataset", "io", "profiles", "cosmology", "cluster"),
+    output:
+        predictions="results/eval/{eval_set}/predictions.csv",
+        maps="results/eval/{eval_set}/mean_maps.npz",
+    params:
+        eval_set=eval_set_params,
+    log:
+        "logs/predict_set/{eval_set}.log",
+    benchmark:
+        "benchmarks/predict_set/{eval_set}.tsv"
+    threads: workflow.cores
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/predict_set.py"
+
+
+def scatter_free_shard():
+    """The scatter shard with sigma_int = 0 (its noise-free maps give the signal's slope)."""
+    zero = [s for s in config["scatter"]["sigma_int"] if s == 0]
+    return [f"results/sims/scatter/sigma{zero[0]:g}.zarr"] if zero else []
+
+
+rule summarize_results:
+    input:
+        predictions=expand("results/eval/{eval_set}/predictions.csv", eval_set=eval_sets(config)),
+        maps=[
+            f"results/eval/{name}/mean_maps.npz"
+            for name, s in eval_sets(config).items()
+            if s["kind"] == "grid"
+        ],
+        no_scatter=scatter_free_shard(),
+        model_summary="results/model/normalization.json",
+        history="results/model/history.csv",
+        code=src("summary", "stats", "evaluate", "io"),
+    output:
+        summary=report("results/summary.json", category="Summary"),
+        markdown="results/summary.md",
+        per_mass=report(
+            "results/eval/per_mass.csv",
+            caption="../report/per_mass.rst",
+            category="Summary",
+        ),
+        claims=report("results/claims.csv", caption="../report/claims.rst", category="Summary"),
+    params:
+        sets=list(eval_sets(config)),
+        sigma_int=max(config["scatter"]["sigma_int"]),
+        max_epochs=config["training"]["max_epochs"],
+        train_masses=config["split"]["train_masses"],
+        evaluation=canonical(config["evaluation"]),
+        seed=config["seed"],
+    log:
+        "logs/summarize_results.log",
+    threads: 1
+    conda:
+        "../../envs/evaluate.yaml"
+    script:
+        "../scripts/summarize_results.py"

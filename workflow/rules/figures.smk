@@ -1,0 +1,87 @@
+def figures(name, caption):
+    """A figure in every configured format; the first goes into the report."""
+    paths = [f"results/figures/{name}.{ext}" for ext in config["figures"]["formats"]]
+    return [report(paths[0], caption=f"../report/{caption}", category="Figures")] + paths[1:]
+
+
+def grid_eval_maps(wildcards=None):
+    sets = eval_sets(config)
+    return [f"results/eval/{name}/mean_maps.npz" for name in sets if sets[name]["kind"] == "grid"]
+
+
+rule plot_example:
+    input:
+        shard=f"results/sims/grid/M{mass_label(config['figures']['example_mass'])}.zarr",
+        normalization="results/datasets/normalization.json",
+        code=src("figures", "dataset"),
+    output:
+        figures("fig2_example", "fig2.rst"),
+    params:
+        realization=config["figures"]["example_realization"],
+        dpi=config["figures"]["dpi"],
+    log:
+        "logs/plot_example.log",
+    threads: 1
+    conda:
+        "../../envs/evaluate.yaml"
+    script:
+        "../scripts/plot_example.py"
+
+
+rule plot_sz_maps:
+    input:
+        maps=grid_eval_maps(),
+        code=src("figures"),
+    output:
+        figures("fig3_sz_maps", "fig3.rst"),
+    params:
+        masses=config["figures"]["sz_masses"],
+        pixel_arcmin=config["sky"]["pixel_arcmin"],
+        dpi=config["figures"]["dpi"],
+    log:
+        "logs/plot_sz_maps.log",
+    threads: 1
+    conda:
+        "../../envs/evaluate.yaml"
+    script:
+        "../scripts/plot_sz_maps.py"
+
+
+rule plot_mass_recovery:
+    input:
+        per_mass="results/eval/per_mass.csv",
+        code=src("figures"),
+    output:
+        figures("fig4_mass_recovery", "fig4.rst"),
+    params:
+        train_masses=config["split"]["train_masses"],
+        dpi=config["figures"]["dpi"],
+    log:
+        "logs/plot_mass_recovery.log",
+    threads: 1
+    conda:
+        "../../envs/evaluate.yaml"
+    script:
+        "../scripts/plot_mass_recovery.py"
+
+
+rule plot_scatter:
+    input:
+        predictions=[
+            f"results/eval/{name}/predictions.csv"
+            for name in eval_sets(config)
+            if name.startswith("scatter")
+        ],
+        summary="results/summary.json",
+        code=src("figures", "stats"),
+    output:
+        figures("fig5_scatter", "fig5.rst"),
+    params:
+        dpi=config["figures"]["dpi"],
+    log:
+        "logs/plot_scatter.log",
+    threads: 1
+    conda:
+        "../../envs/evaluate.yaml"
+    script:
+        "../scripts/plot_scatter.py"

@@ -1,0 +1,19 @@
+"""predict_set: the trained network's mass estimates for one test set."""
+
+import _bootstrap  # noqa: F401  (src/ on sys.path)
+
+from szmass.evaluate import predict_set
+from szmass.logs import setup_logging
+
+snakemake = globals()["snakemake"]
+setup_logging(snakemake.log[0])
+predict_set(
+    model_path=snakemake.input.model,
+    model_normalization_path=snakemake.input.model_normalization,
+    data_normalization_path=snakemake.input.data_normalization,
+    shard_paths=list(snakemake.input.shards),
+    realizations=snakemake.params.eval_set["realizations"],
+    out_predictions=snakemake.output.predictions,
+    out_maps=snakemake.output.maps,
+    threads=snakemake.threads,
+)
