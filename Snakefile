@@ -16,6 +16,7 @@ include: "workflow/rules/simulate.smk"
 include: "workflow/rules/split.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/baseline.smk"
 include: "workflow/rules/figures.smk"
 
 
@@ -30,3 +31,5 @@ rule all:
         rules.plot_sz_maps.output,
         rules.plot_mass_recovery.output,
         rules.plot_scatter.output,
+        rules.plot_realistic.output,
+        rules.plot_baseline.output,

@@ -76,6 +76,18 @@ def check_config(config: dict[str, Any]) -> None:
             f"config key 'figures.example_realization': {config['figures']['example_realization']}"
             f" is not below grid.n_realizations ({n})"
         )
+    real = config["realistic"]
+    for key in ("mass_range_1e14", "z_range", "los_z_range"):
+        lo, hi = real[key]
+        if not lo < hi:
+            raise ConfigError(f"config key 'realistic.{key}': [{lo}, {hi}] must have lo < hi")
+    if real["source"] == "fits":
+        for key in ("catalogue", "fits_dir"):
+            if not real[key]:
+                raise ConfigError(f"config key 'realistic.{key}': needed when source is 'fits'")
+    lo, hi = config["baseline"]["scale_mass_range"]
+    if not lo < hi:
+        raise ConfigError(f"config key 'baseline.scale_mass_range': [{lo}, {hi}] must have lo < hi")
     if config["spectra"]["lmax"] < config["spectra"]["lmax_camb"]:
         raise ConfigError("config key 'spectra.lmax': must be >= spectra.lmax_camb")
 
@@ -132,6 +144,10 @@ def shard_spec(config: dict[str, Any], set_name: str, name: str) -> dict[str, An
     raise ConfigError(f"unknown simulation set {set_name!r}")
 
 
+#: The realistic-profile test shard (stand-in or real cutouts).
+REALISTIC_SHARD = "results/sims/realistic/clusters.zarr"
+
+
 def eval_sets(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The test sets of SPEC §4, by name: the shards each reads and the realizations it uses.
 
@@ -139,7 +155,8 @@ def eval_sets(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     - ``interpolated``: grid masses between the smallest and largest training mass that were
       not trained on, realizations ``split.test``;
     - ``extrapolated``: grid masses outside the trained range, realizations ``split.test``;
-    - ``scatter{sigma}``: one per scatter shard, every map.
+    - ``scatter{sigma}``: one per scatter shard, every map;
+    - ``realistic``: the realistic-profile shard, every map.
     Sets with no mass (e.g. a grid without interpolated masses) are left out.
     """
     trained = {mass_label(m) for m in config["split"]["train_masses"]}
@@ -164,4 +181,5 @@ def eval_sets(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
     for s, path in zip(config["scatter"]["sigma_int"], scatter_shards(config), strict=True):
         sets[f"scatter{s:g}"] = {"kind": "scatter", "shards": [path], "realizations": None}
+    sets["realistic"] = {"kind": "realistic", "shards": [REALISTIC_SHARD], "realizations": None}
     return sets

@@ -160,6 +160,8 @@ def figure_mass_recovery(
         ax.axvspan(lo, hi, color="0.92", zorder=0)
     top = max(per_mass["m_true"].max(), per_mass["p84"].max()) / _E14 * 1.05
     axes[0].plot([0, top], [0, top], color="0.4", lw=1, ls="--", label="truth")
+    if "estimator" in per_mass:
+        per_mass = per_mass[per_mass["estimator"] == "network"]
     for name, style in SET_STYLE.items():
         rows = per_mass[per_mass["set"] == name]
         if rows.empty:
@@ -304,4 +306,80 @@ def figure_scaled_masses(
     ax1.set_ylabel("maps per bin")
     ax1.legend(fontsize=8)
     fig.suptitle(title)
+    save(fig, out_paths, dpi=dpi)
+
+
+def figure_realistic_from_outputs(
+    *,
+    predictions_path: str,
+    shard_path: str,
+    summary_path: str,
+    source: str,
+    out_paths: Sequence[str],
+    dpi: int = 150,
+) -> None:
+    """Figure 6 from the workflow's outputs (the r of each cluster comes from the shard)."""
+    summary = json.loads(Path(summary_path).read_text())["realistic"]
+    ds = open_shard(shard_path, variables=("cluster_r_measured",))
+    r = (ds.cluster_r_analytic if "cluster_r_analytic" in ds else ds.cluster_r_measured).values
+    table = pd.read_csv(predictions_path)
+    est = table["m200c_est"].to_numpy() * r[table["cluster_id"].to_numpy().astype(int)]
+    keep = est > 0
+    what = "real Compton-y cutouts" if source == "fits" else "stand-in clusters (not Magneticum)"
+    fit = summary["fit_scaled"]
+    if "error" in fit:
+        fig, ax = plt.subplots(figsize=(7, 3))
+        ax.text(
+            0.5,
+            0.5,
+            f"realistic set: {fit['error']}",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
+        ax.set_axis_off()
+        save(fig, out_paths, dpi=dpi)
+        return
+    figure_scaled_masses(
+        m_true=table["m200c_true"].to_numpy()[keep],
+        m_scaled=est[keep],
+        fit=fit,
+        title=f"Realistic profiles, {what}: mean r = {summary['mean_r']:.3f} (paper 1.287); "
+        f"{int((~keep).sum())} estimates <= 0 left out",
+        out_paths=out_paths,
+        dpi=dpi,
+    )
+
+
+def figure_baseline(
+    *,
+    per_mass: pd.DataFrame,
+    train_masses_1e14: Sequence[float],
+    out_paths: Sequence[str],
+    dpi: int = 150,
+) -> None:
+    """The network against the matched filter per mass: dM/M, the bias of the median, and the
+    filter's median best-scale S/N (what the map itself carries)."""
+    fig, axes = plt.subplots(3, 1, figsize=(7, 9), sharex=True)
+    lo, hi = min(train_masses_1e14), max(train_masses_1e14)
+    for ax in axes:
+        ax.axvspan(lo, hi, color="0.92", zorder=0)
+    for estimator, colour, ls in (("network", "C0", "-"), ("matched_filter", "C3", "--")):
+        rows = per_mass[per_mass["estimator"] == estimator].sort_values("m_true")
+        x = rows["m_true"] / _E14
+        label = "mResUNet" if estimator == "network" else "matched filter"
+        axes[0].plot(x, rows["dm_over_m"], ls=ls, marker="o", color=colour, label=label)
+        axes[1].plot(x, rows["bias"], ls=ls, marker="o", color=colour, label=label)
+        if estimator == "matched_filter" and "median_snr" in rows:
+            axes[2].plot(x, rows["median_snr"], ls=ls, marker="o", color=colour)
+    axes[0].axhline(0.2, color="0.4", ls=":", lw=1)
+    axes[0].set_ylabel("dM/M (half 16-84 % / M)")
+    axes[0].legend(fontsize=8, title="shaded: trained range", title_fontsize=8)
+    axes[1].axhline(0, color="0.4", lw=1)
+    axes[1].set_ylabel("bias: median / M - 1")
+    axes[2].set_yscale("log")
+    axes[2].axhline(1, color="0.4", ls=":", lw=1)
+    axes[2].set_ylabel("matched-filter S/N\n(median, best scale)")
+    axes[2].set_xlabel("true M200c [1e14 Msun]")
+    fig.suptitle("Network against matched filter on the same test maps")
     save(fig, out_paths, dpi=dpi)

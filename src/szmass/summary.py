@@ -26,6 +26,7 @@ MAX_ABS_PULL = 1.0
 MAX_ABS_MEAN_LN = 0.02  # SPEC §6, scatter sets
 FLOOR_TOLERANCE = 0.05  # SPEC §6: widths within 5 % of the floor
 PAPER_SZ_RESIDUAL = 1e-2  # SPEC §4: residual at least 100x below the signal
+PAPER_MEAN_R = 1.287  # SPEC §4: mean r of the 95 Magneticum clusters
 GRID_SETS = ("trained", "interpolated", "extrapolated")
 
 
@@ -37,8 +38,9 @@ def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
     return table
 
 
-def per_mass_table(predictions: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """``stats.per_mass_summary`` of each grid set, stacked with a ``set`` column."""
+def per_mass_table(predictions: Mapping[str, pd.DataFrame], estimator: str) -> pd.DataFrame:
+    """``stats.per_mass_summary`` of each grid set, stacked with ``estimator`` and ``set``
+    columns; the matched filter's tables add the median best-scale S/N per mass."""
     parts = []
     for name in GRID_SETS:
         if name in predictions:
@@ -46,7 +48,11 @@ def per_mass_table(predictions: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
             part = stats.per_mass_summary(
                 m_true=t["m200c_true"].values, m_est=t["m200c_est"].values
             )
+            if "snr_best_scale" in t:
+                snr = t.groupby("m200c_true")["snr_best_scale"].median()
+                part["median_snr"] = snr.reindex(part["m_true"], method="nearest").to_numpy()
             part.insert(0, "set", name)
+            part.insert(0, "estimator", estimator)
             parts.append(part)
     if not parts:
         raise ValueError(f"no grid test set among {sorted(predictions)}")
@@ -124,33 +130,55 @@ def summarize(
     out_markdown: str,
     out_per_mass: str,
     out_claims: str,
+    baseline_predictions: Mapping[str, str] | None = None,
+    baseline_calibration: str | None = None,
+    realistic_shard: str | None = None,
     n_boot: int = 1000,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Every headline number of a run, and the table of claims, from the predictions."""
+    """Every headline number of a run, and the table of claims, from the predictions.
+
+    ``predictions`` / ``baseline_predictions`` map a test-set name to the network's / the
+    matched filter's predictions table.
+    """
     tables = {name: read_predictions(path) for name, path in predictions.items()}
-    per_mass = per_mass_table(tables)
+    per_mass = per_mass_table(tables, "network")
     summary: dict[str, Any] = {
         "training": training_outcome(model_summary, history, max_epochs),
-        "per_mass": {},
+        "per_mass": _per_mass_blocks(per_mass),
     }
-    for name in GRID_SETS:
-        rows = per_mass[per_mass["set"] == name]
-        if rows.empty:
-            continue
-        summary["per_mass"][name] = {
-            "max_dm_over_m": float(rows["dm_over_m"].max()),
-            "max_abs_pull": float(rows["pull"].abs().max()),
-            "masses": rows.drop(columns="set").to_dict(orient="records"),
-        }
     slope = signal_slope(no_scatter_shard) if no_scatter_shard else None
     floor = stats.scatter_floor(sigma_int=sigma_int, slope=slope["slope"]) if slope else None
-    scatter = {
-        name: ln_ratio_fit(t, n_boot=n_boot, seed=seed)
-        for name, t in tables.items()
-        if name.startswith("scatter")
-    }
+    fit = {"n_boot": n_boot, "seed": seed}
+    scatter = {n: ln_ratio_fit(t, **fit) for n, t in tables.items() if n.startswith("scatter")}
     summary["scatter"] = {"fits": scatter, "signal_slope": slope, "floor_sigma_int": floor}
+    if baseline_predictions:
+        mf_tables = {n: read_predictions(p) for n, p in baseline_predictions.items()}
+        mf_per_mass = per_mass_table(mf_tables, "matched_filter")
+        mf_scatter = {
+            n: ln_ratio_fit(t, **fit) for n, t in mf_tables.items() if n.startswith("scatter")
+        }
+        summary["baseline"] = {
+            "calibration": json.loads(Path(baseline_calibration).read_text())
+            if baseline_calibration
+            else None,
+            "per_mass": _per_mass_blocks(mf_per_mass),
+            "scatter_fits": mf_scatter,
+            "comparison": compare(per_mass, mf_per_mass, scatter, mf_scatter),
+        }
+        per_mass = pd.concat([per_mass, mf_per_mass], ignore_index=True)
+        noise = [f["sigma"] for n, f in mf_scatter.items() if float(n[7:]) == 0 and "sigma" in f]
+        if floor is not None and noise:
+            summary["scatter"]["noise_floor_matched_filter"] = noise[0]
+            summary["scatter"]["floor_combined"] = stats.scatter_floor(
+                sigma_int=sigma_int, slope=slope["slope"], noise_floor=noise[0]
+            )
+    if realistic_shard and "realistic" in tables:
+        summary["realistic"] = realistic_summary(tables["realistic"], realistic_shard, **fit)
+        if baseline_predictions and "realistic" in baseline_predictions:
+            summary["realistic"]["matched_filter"] = realistic_summary(
+                mf_tables["realistic"], realistic_shard, **fit
+            )
     summary["sz_residual_ratio"] = sz_residual_ratios(maps)
     summary["claims"] = claims(summary, sigma_int=sigma_int, train_masses_1e14=train_masses_1e14)
     write_csv_atomic(per_mass, out_per_mass)
@@ -158,6 +186,82 @@ def summarize(
     _write_text(out_json, json.dumps(_plain(summary), indent=2) + "\n")
     _write_text(out_markdown, markdown(summary))
     return summary
+
+
+def _per_mass_blocks(per_mass: pd.DataFrame) -> dict[str, Any]:
+    blocks = {}
+    for name in GRID_SETS:
+        rows = per_mass[per_mass["set"] == name]
+        if not rows.empty:
+            blocks[name] = {
+                "max_dm_over_m": float(rows["dm_over_m"].max()),
+                "median_dm_over_m": float(rows["dm_over_m"].median()),
+                "max_abs_pull": float(rows["pull"].abs().max()),
+                "masses": rows.drop(columns=["set", "estimator"]).to_dict(orient="records"),
+            }
+    return blocks
+
+
+def compare(
+    net: pd.DataFrame, mf: pd.DataFrame, net_scatter: Mapping, mf_scatter: Mapping
+) -> dict[str, Any]:
+    """Network against matched filter on identical maps: per grid set, the median over masses
+    of dM/M and of |bias|, and the lower of the two; per scatter set, the Gaussian widths."""
+    out: dict[str, Any] = {}
+    for name in GRID_SETS:
+        a, b = net[net["set"] == name], mf[mf["set"] == name]
+        if a.empty or b.empty:
+            continue
+        dm = {
+            "network": float(a["dm_over_m"].median()),
+            "matched_filter": float(b["dm_over_m"].median()),
+        }
+        bias = {
+            "network": float(a["bias"].abs().median()),
+            "matched_filter": float(b["bias"].abs().median()),
+        }
+        out[name] = {
+            "median_dm_over_m": dm,
+            "median_abs_bias": bias,
+            "lower_dm_over_m": min(dm, key=dm.get),
+            "dm_over_m_ratio_network_to_filter": dm["network"] / dm["matched_filter"],
+        }
+    for name, fit in net_scatter.items():
+        other = mf_scatter.get(name, {})
+        if "sigma" in fit and "sigma" in other:
+            widths = {"network": fit["sigma"], "matched_filter": other["sigma"]}
+            out[name] = {
+                "width": widths,
+                "width_err": {"network": fit["sigma_err"], "matched_filter": other["sigma_err"]},
+                "mean": {"network": fit["mean"], "matched_filter": other["mean"]},
+                "narrower": min(widths, key=widths.get),
+            }
+    return out
+
+
+def realistic_summary(table: pd.DataFrame, shard: str, *, n_boot: int, seed: int) -> dict:
+    """The realistic-profile test (SPEC §4): estimates rescaled by each cluster's r, the mean r
+    beside the paper's, and the Gaussian fit to ln(r M_est / M_true)."""
+    ds = open_shard(shard, variables=("cluster_m200c", "cluster_r_measured"))
+    r_measured = ds.cluster_r_measured.values
+    has_analytic = "cluster_r_analytic" in ds
+    r = ds.cluster_r_analytic.values if has_analytic else r_measured
+    ids = table["cluster_id"].to_numpy().astype(int)
+    scaled = table.assign(m200c_est=table["m200c_est"].to_numpy() * r[ids])
+    out = {
+        "n_clusters": int(ds.sizes["cluster"]),
+        "r_used": "analytic" if has_analytic else "measured",
+        "mean_r": float(np.mean(r)),
+        "mean_r_measured": float(np.mean(r_measured)),
+        "paper_mean_r": PAPER_MEAN_R,
+        "fit_scaled": ln_ratio_fit(scaled, n_boot=n_boot, seed=seed),
+        "fit_unscaled": ln_ratio_fit(table, n_boot=n_boot, seed=seed),
+    }
+    if "cluster_y_cyl" in ds:
+        rel = stats.log_slope(x=ds.cluster_m200c.values, y=ds.cluster_y_cyl.values)
+        out["y_m_relation"] = rel
+        out["intrinsic_scatter_ln_m"] = rel["scatter"] / abs(rel["slope"])
+    return out
 
 
 def claims(summary: dict, *, sigma_int: float, train_masses_1e14: Sequence[float]) -> list[dict]:
@@ -278,6 +382,78 @@ def claims(summary: dict, *, sigma_int: float, train_masses_1e14: Sequence[float
                     "much smaller",
                     ours,
                     agrees if widths else None,
+                )
+            )
+    combined = summary["scatter"].get("floor_combined")
+    fit = fits.get(next((n for n in fits if float(n[7:]) > 0), ""), {})
+    if combined and "sigma" in fit:
+        ratio = fit["sigma"] / combined
+        out.append(
+            _claim(
+                "scatter-test width at the floor (SPEC §6)",
+                f"within {FLOOR_TOLERANCE:.0%} of the floor",
+                f"width {fit['sigma']:.3f} / floor {combined:.3f} = {ratio:.2f}",
+                abs(ratio - 1) <= FLOOR_TOLERANCE,
+                "floor: sigma_int/slope with the matched filter's no-scatter width in quadrature",
+            )
+        )
+    real = summary.get("realistic")
+    if real:
+        out.append(
+            _claim(
+                "realistic profiles: mean rescaling r",
+                f"{PAPER_MEAN_R}",
+                f"{real['mean_r']:.3f} ({real['r_used']}; measured {real['mean_r_measured']:.3f})",
+                None,
+                "our clusters are a stand-in, not Magneticum: r depends on their Y-M relation",
+            )
+        )
+        f = real["fit_scaled"]
+        if "error" in f:
+            out.append(
+                _claim(
+                    "realistic profiles: ln(r M_est/M_true)",
+                    "mean consistent with 0",
+                    f["error"],
+                    False,
+                )
+            )
+        else:
+            scatter = real.get("intrinsic_scatter_ln_m")
+            out.append(
+                _claim(
+                    "realistic profiles: ln(r M_est/M_true)",
+                    "mean consistent with 0, width slightly above the relation's intrinsic scatter",
+                    f"mean {f['mean']:+.3f} ± {f['mean_err']:.3f}, width "
+                    f"{f['sigma']:.3f} ± {f['sigma_err']:.3f}",
+                    abs(f["mean"]) < 2 * f["mean_err"],
+                    f"intrinsic scatter of the stand-in's Y-M in ln M: {scatter:.3f}"
+                    if scatter is not None
+                    else "",
+                )
+            )
+    comparison = summary.get("baseline", {}).get("comparison", {})
+    for name, c in comparison.items():
+        if "median_dm_over_m" in c:
+            dm = c["median_dm_over_m"]
+            out.append(
+                _claim(
+                    f"network vs matched filter, {name} masses (beyond the paper)",
+                    "not compared in the paper",
+                    f"median dM/M {dm['network']:.3f} vs {dm['matched_filter']:.3f}",
+                    None,
+                    f"lower: {c['lower_dm_over_m']}",
+                )
+            )
+        else:
+            w = c["width"]
+            out.append(
+                _claim(
+                    f"network vs matched filter, {name} (beyond the paper)",
+                    "not compared in the paper",
+                    f"width {w['network']:.3f} vs {w['matched_filter']:.3f}",
+                    None,
+                    f"narrower: {c['narrower']}",
                 )
             )
     ratios = summary["sz_residual_ratio"]

@@ -11,6 +11,7 @@ from szmass.config import (
     eval_sets,
     grid_shards,
     mass_label,
+    REALISTIC_SHARD,
     scatter_shards,
     shard_spec,
     train_shards,
@@ -36,3 +37,8 @@ def all_shards():
 
 def shard_params(wildcards):
     return canonical(shard_spec(config, wildcards.set, wildcards.name))
+
+
+def cluster_params():
+    """The cluster keys the map-making and the filter templates use."""
+    return {k: config["cluster"][k] for k in ("redshift", "x_max_r500", "subpixel")}

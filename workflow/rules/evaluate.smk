@@ -52,7 +52,10 @@ rule summarize_results:
             for name, s in eval_sets(config).items()
             if s["kind"] == "grid"
         ],
+        baseline=expand("results/baseline/{eval_set}/predictions.csv", eval_set=eval_sets(config)),
+        calibration="results/baseline/calibration.json",
         no_scatter=scatter_free_shard(),
+        realistic=REALISTIC_SHARD,
         model_summary="results/model/normalization.json",
         history="results/model/history.csv",
         code=src("summary", "stats", "evaluate", "io"),

@@ -85,3 +85,42 @@ rule plot_scatter:
         "../../envs/evaluate.yaml"
     script:
         "../scripts/plot_scatter.py"
+
+
+rule plot_realistic:
+    input:
+        predictions="results/eval/realistic/predictions.csv",
+        shard=REALISTIC_SHARD,
+        summary="results/summary.json",
+        code=src("figures", "stats"),
+    output:
+        figures("fig6_realistic", "fig6.rst"),
+    params:
+        source=config["realistic"]["source"],
+        dpi=config["figures"]["dpi"],
+    log:
+        "logs/plot_realistic.log",
+    threads: 1
+    conda:
+        "../../envs/evaluate.yaml"
+    script:
+        "../scripts/plot_realistic.py"
+
+
+rule plot_baseline:
+    input:
+        per_mass="results/eval/per_mass.csv",
+        summary="results/summary.json",
+        code=src("figures"),
+    output:
+        figures("fig7_baseline", "fig7.rst"),
+    params:
+        train_masses=config["split"]["train_masses"],
+        dpi=config["figures"]["dpi"],
+    log:
+        "logs/plot_baseline.log",
+    threads: 1
+    conda:
+        "../../envs/evaluate.yaml"
+    script:
+        "../scripts/plot_baseline.py"

@@ -29,3 +29,43 @@ rule simulate_shard:
         "../../envs/simulate.yaml"
     script:
         "../scripts/simulate_shard.py"
+
+
+def realistic_inputs(wildcards):
+    """The catalogue and the FITS folder when the clusters are real cutouts."""
+    real = config["realistic"]
+    return [real["catalogue"], real["fits_dir"]] if real["source"] == "fits" else []
+
+
+rule simulate_realistic:
+    input:
+        spectra="results/spectra/spectra.ecsv",
+        real=realistic_inputs,
+        code=src(
+            "realistic",
+            "realmaps",
+            "simulate",
+            "cluster",
+            "profiles",
+            "maps",
+            "cosmology",
+            "io",
+            "units",
+            "spectra",
+        ),
+    output:
+        directory(REALISTIC_SHARD),
+    params:
+        seed=config["seed"],
+        sky=canonical(config["sky"]),
+        cluster=canonical(cluster_params()),
+        realistic=canonical(config["realistic"]),
+    log:
+        "logs/simulate_realistic.log",
+    benchmark:
+        "benchmarks/simulate_realistic.tsv"
+    threads: 1
+    conda:
+        "../../envs/simulate.yaml"
+    script:
+        "../scripts/simulate_realistic.py"

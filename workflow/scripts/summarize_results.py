@@ -10,6 +10,9 @@ setup_logging(snakemake.log[0])
 summarize(
     predictions=dict(zip(snakemake.params.sets, snakemake.input.predictions, strict=True)),
     maps=list(snakemake.input.maps),
+    baseline_predictions=dict(zip(snakemake.params.sets, snakemake.input.baseline, strict=True)),
+    baseline_calibration=snakemake.input.calibration,
+    realistic_shard=snakemake.input.realistic,
     no_scatter_shard=snakemake.input.no_scatter[0] if snakemake.input.no_scatter else None,
     sigma_int=snakemake.params.sigma_int,
     model_summary=snakemake.input.model_summary,

@@ -1,0 +1,1185 @@
+"""The realistic-profile test set: a stand-in for the paper's 95 Magneticum clusters, the sky
+added to any set of Compton-y maps, and the rescaling of SPEC §4 (Gupta & Reichardt 2020,
+arXiv:2003.06135, §4.4).
+
+The paper tests its network, trained on spherical Arnaud et al. 2010 (A10) clusters at z = 0.7,
+on 95 cutouts of the Magneticum light cones (2 < M200c / 1e14 Msun < 7, 0.67 < z < 0.73),
+which differ from the training set in their pressure profile, their SZ-mass relation, their
+shapes and substructure, and in the unrelated structure along the line of sight. Those cutouts
+are not public, so this module builds a **stand-in** that differs in each of those ways:
+
+- pressure profile: Battaglia et al. 2012 (B12, arXiv:1109.3711), AGN-feedback fit, Delta=200;
+- triaxial gas: random axis ratios and orientation, pressure a function of the ellipsoidal
+  radius with the volume of the ellipsoid kept, so the volume integral (Y) is conserved;
+- substructure: a few small B12 clumps at random positions within R500;
+- line-of-sight halos: drawn from the Tinker et al. 2008 mass function (colossus) in the cone
+  of the cutout, each a spherical B12 blob; they are in the sky map but not in the SZ label;
+- redshifts uniform in a range; optional miscentring.
+
+Real Compton-y cutouts (FITS + a catalogue) take the same path through
+``realistic_shard_from_y_maps`` (see ``szmass.realmaps``).
+
+Random streams: cluster i draws everything about itself from
+``simulate.map_rng(seed, "realistic", i, 0, "mass")`` (its mass first, then independent
+sub-streams spawned from it for each component), and its realization k draws the Gaussian sky
+from ``(i, k, "field")`` and the noise from ``(i, k, "noise")``.
+"""
+
+import json
+import logging
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from scipy import constants as const
+
+from . import __version__, maps, profiles
+from . import cosmology as cosmo_mod
+from .cluster import beam_margin_pix, cluster_y_map
+from .logs import Progress
+from .simulate import _BEAM_CUTOFF, _CHUNK, _flat_attrs, map_rng
+from .spectra import read_spectra
+from .units import ARCMIN, MPC_CM, MSUN, SIGMA_T_OVER_MEC2_CM2_PER_KEV
+
+log = logging.getLogger("szmass.realistic")
+
+# --- Battaglia et al. 2012 (arXiv:1109.3711) ----------------------------------------------
+#: B12 Table 1, AGN feedback, Delta = 200: (A0, alpha_m, alpha_z) of
+#: A = A0 (M200c / 1e14 Msun)^alpha_m (1 + z)^alpha_z (their eq. 11).
+B12_P0 = (18.1, 0.154, -0.758)
+B12_XC = (0.497, -0.00865, 0.731)
+B12_BETA = (4.35, 0.0393, 0.415)
+#: Fixed shape parameters of B12 eq. 10 (gamma = -0.3, alpha = 1).
+B12_GAMMA = -0.3
+B12_ALPHA = 1.0
+B12_MPIVOT_MSUN = 1.0e14
+#: B12's P200 scales the thermal pressure of all particles. The electrons' share in a fully
+#: ionized H + He gas of hydrogen mass fraction X is n_e / (n_e + n_i) = (2X + 2) / (5X + 3)
+#: (n_e = (1 + X)/2, n_i = (3X + 1)/4 per proton mass), so P_e = 0.518 P_th at X = 0.76, the
+#: conversion of e.g. Hill & Pajer 2013 (arXiv:1303.4726).
+HYDROGEN_MASS_FRACTION = 0.76
+P_E_OVER_P_TH = (2.0 * HYDROGEN_MASS_FRACTION + 2.0) / (5.0 * HYDROGEN_MASS_FRACTION + 3.0)
+
+#: Radial nodes of the projected profile tables (log-spaced, 1e-4 .. x_max R200).
+_N_TAB = 256
+_R_MIN_R200 = 1.0e-4
+#: Extra border [arcmin] around the map within which line-of-sight halos are placed, so halos
+#: centred just outside still leak into it.
+LOS_BORDER_ARCMIN = 2.0
+#: Upper mass of the line-of-sight draw [Msun]; the mass function is negligible above.
+LOS_M_MAX_MSUN = 1.0e16
+#: Number of cells of the (z, ln M) table the line-of-sight halos are drawn from.
+_LOS_NZ, _LOS_NM = 160, 256
+#: Resolution of the line-of-sight halos' profile tables (radial nodes, line-of-sight points).
+_LOS_N_NODES, _LOS_N_LOS = 96, 65
+#: Inversion table of the A10 relation: M200c from 1e13 to 1e16 Msun.
+_A10_TABLE_M200 = np.logspace(13.0, 16.0, 61)
+
+REALISTIC_DEFAULTS: dict[str, Any] = {
+    "source": "standin",
+    "n_clusters": 95,
+    "n_realizations": 100,
+    "mass_range_1e14": [2.0, 7.0],
+    "mass_distribution": "uniform",
+    "z_range": [0.65, 0.75],
+    "x_max_r200": 4.0,
+    "axis_ratio_min": 0.6,
+    "n_clumps": 3,
+    "clump_mass_fraction": 0.03,
+    "los_halos": True,
+    "los_m_min": 1.0e13,
+    "los_z_range": [0.05, 3.0],
+    "miscentring_arcmin": 0.0,
+    "catalogue": None,
+    "fits_dir": None,
+    "skip_bad_clusters": False,
+}
+
+
+def realistic_config(realistic: dict[str, Any]) -> dict[str, Any]:
+    """``realistic`` with the defaults filled in; unknown keys and bad values raise ValueError."""
+    unknown = sorted(set(realistic) - set(REALISTIC_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown realistic config keys {unknown}")
+    cfg = {**REALISTIC_DEFAULTS, **realistic}
+    if cfg["source"] not in ("standin", "fits"):
+        raise ValueError(f"realistic.source must be 'standin' or 'fits', got {cfg['source']!r}")
+    if cfg["mass_distribution"] not in ("uniform", "log-uniform"):
+        raise ValueError(f"realistic.mass_distribution {cfg['mass_distribution']!r} is unknown")
+    if not 0.0 < cfg["axis_ratio_min"] <= 1.0:
+        raise ValueError(f"realistic.axis_ratio_min must be in (0, 1], got {cfg['axis_ratio_min']}")
+    for key in ("mass_range_1e14", "z_range", "los_z_range"):
+        lo, hi = cfg[key]
+        if not 0 <= lo <= hi:
+            raise ValueError(f"realistic.{key} must be [lo, hi] with 0 <= lo <= hi, got {cfg[key]}")
+    if cfg["n_realizations"] < 1 or cfg["n_clusters"] < 1 or cfg["n_clumps"] < 0:
+        raise ValueError("realistic.n_clusters and n_realizations must be >= 1, n_clumps >= 0")
+    if not (cfg["x_max_r200"] > 0 and 0 < cfg["los_m_min"] < LOS_M_MAX_MSUN):
+        raise ValueError(
+            f"realistic.x_max_r200 must be > 0 and los_m_min in (0, {LOS_M_MAX_MSUN:g}) Msun"
+        )
+    if cfg["clump_mass_fraction"] < 0 or cfg["miscentring_arcmin"] < 0:
+        raise ValueError("realistic.clump_mass_fraction and miscentring_arcmin must be >= 0")
+    if cfg["source"] == "fits" and not (cfg["catalogue"] and cfg["fits_dir"]):
+        raise ValueError("realistic.source = 'fits' needs realistic.catalogue and fits_dir")
+    return cfg
+
+
+# --- the B12 profile ------------------------------------------------------------------------
+
+
+def _b12_param(coeffs: tuple[float, float, float], m200c_msun, z) -> np.ndarray:
+    a0, alpha_m, alpha_z = coeffs
+    return (
+        a0
+        * (np.asarray(m200c_msun) / B12_MPIVOT_MSUN) ** alpha_m
+        * (1.0 + np.asarray(z)) ** alpha_z
+    )
+
+
+def b12_shape(x: np.ndarray, *, m200c_msun: float, z: float) -> np.ndarray:
+    """P_th / P200 of B12 eq. 10 at x = r / R200c:
+    P0 (x/x_c)^gamma [1 + (x/x_c)^alpha]^(-beta), with P0, x_c, beta from eq. 11 and Table 1
+    (AGN feedback, Delta = 200), gamma = -0.3, alpha = 1. M200c in Msun (no h)."""
+    p0 = _b12_param(B12_P0, m200c_msun, z)
+    xc = _b12_param(B12_XC, m200c_msun, z)
+    beta = _b12_param(B12_BETA, m200c_msun, z)
+    u = np.asarray(x, dtype=float) / xc
+    return p0 * u**B12_GAMMA * (1.0 + u**B12_ALPHA) ** (-beta)
+
+
+def r200c_mpc(m200c_msun: np.ndarray, *, z: np.ndarray, cosmo: dict[str, Any]) -> np.ndarray:
+    """R200c [Mpc]: the radius enclosing 200 rho_crit(z) (arrays broadcast)."""
+    c = cosmo_mod.colossus(cosmo)
+    rho_c = c.rho_c(np.asarray(z, dtype=float)) * cosmo_mod.h(cosmo) ** 2 * 1e9  # Msun/Mpc^3
+    return (3.0 * np.asarray(m200c_msun, dtype=float) / (4.0 * np.pi * 200.0 * rho_c)) ** (1 / 3)
+
+
+def b12_p200_kev_cm3(m200c_msun: np.ndarray, *, z: np.ndarray, cosmo: dict[str, Any]) -> np.ndarray:
+    """The thermal-pressure scale of B12 eq. 10: P200 = G M200 200 rho_crit(z) f_b / (2 R200),
+    f_b = Omega_b / Omega_m, in keV cm^-3 (arrays broadcast)."""
+    c = cosmo_mod.colossus(cosmo)
+    hh = cosmo_mod.h(cosmo)
+    zz = np.asarray(z, dtype=float)
+    rho_c_si = c.rho_c(zz) * hh**2 * 1e9 * MSUN / (MPC_CM / 100.0) ** 3  # kg / m^3
+    f_b = cosmo["ombh2"] / hh**2 / cosmo_mod.omega_m(cosmo)
+    m = np.asarray(m200c_msun, dtype=float)
+    r200_m = r200c_mpc(m, z=zz, cosmo=cosmo) * MPC_CM / 100.0
+    p200_pa = const.G * m * MSUN * 200.0 * rho_c_si * f_b / (2.0 * r200_m)
+    return p200_pa / (1.0e3 * const.electron_volt) * 1.0e-6  # J m^-3 -> keV cm^-3
+
+
+def _b12_y_core(
+    x_proj: np.ndarray,
+    m200c: np.ndarray,
+    z: np.ndarray,
+    cosmo: dict[str, Any],
+    x_max: float,
+    n_los: int,
+) -> np.ndarray:
+    """y at X = R/R200c, x_proj (n_h, k), for n_h halos of M200c ``m200c`` (n_h,) at ``z``."""
+    from scipy.integrate import simpson
+
+    r200_cm = r200c_mpc(m200c, z=z, cosmo=cosmo) * MPC_CM
+    amp = (
+        SIGMA_T_OVER_MEC2_CM2_PER_KEV
+        * P_E_OVER_P_TH
+        * b12_p200_kev_cm3(m200c, z=z, cosmo=cosmo)
+        * r200_cm
+    )
+    xp = np.minimum(np.asarray(x_proj, dtype=float), x_max)
+    lam_max = np.sqrt(np.clip(x_max**2 - xp**2, 0.0, None))
+    a = 12.0
+    u = np.linspace(0.0, 1.0, n_los)
+    g = np.expm1(a * u) / np.expm1(a)  # 0..1, dense near the plane of the sky
+    dg = a * np.exp(a * u) / np.expm1(a)
+    lam = lam_max[..., None] * g
+    r = np.maximum(np.sqrt(xp[..., None] ** 2 + lam**2), 1e-12)
+    mm, zz = (np.asarray(v, dtype=float)[:, None, None] for v in (m200c, z))
+    integrand = b12_shape(r, m200c_msun=mm, z=zz)
+    los = 2.0 * lam_max * simpson(integrand * dg, x=u, axis=-1)
+    return amp[:, None] * los
+
+
+def b12_y_profile(
+    x_proj: np.ndarray,
+    *,
+    m200c_msun: float,
+    z: float,
+    cosmo: dict[str, Any],
+    x_max: float = 4.0,
+    n_los: int = 129,
+) -> np.ndarray:
+    """Compton y of the spherical B12 cluster at projected radii X = R / R200c (any shape):
+    y = (sigma_T / m_e c^2) ∫ P_e dl, P_e = P_th (2X_H + 2)/(5X_H + 3), P_th = P200 b12_shape,
+    truncated at r = x_max R200c (y = 0 for X >= x_max).
+
+    The line-of-sight grid is concentrated near the plane of the sky (as in
+    ``profiles.y_profile``), which resolves the r^-0.3 cusp.
+    """
+    xp = np.asarray(x_proj, dtype=float)
+    y = _b12_y_core(xp.reshape(1, -1), np.array([m200c_msun]), np.array([z]), cosmo, x_max, n_los)
+    return y.reshape(xp.shape)
+
+
+def b12_y_sph_mpc2(
+    *, m200c_msun: float, z: float, cosmo: dict[str, Any], x: float = 1.0, n: int = 4001
+) -> float:
+    """Spherical Y_sph(x R200c) = (sigma_T / m_e c^2) ∫_0^{x R200c} 4 pi r^2 P_e(r) dr [Mpc^2]
+    of the B12 cluster (Simpson in ln r from 1e-8 R200c; the integrand vanishes as r^2.7)."""
+    from scipy.integrate import simpson
+
+    r200_mpc = float(r200c_mpc(m200c_msun, z=z, cosmo=cosmo))
+    p_e = P_E_OVER_P_TH * float(b12_p200_kev_cm3(m200c_msun, z=z, cosmo=cosmo))  # keV cm^-3
+    lnu = np.linspace(np.log(1e-8), np.log(x), n)
+    u = np.exp(lnu)
+    shape_integral = simpson(4.0 * np.pi * u**3 * b12_shape(u, m200c_msun=m200c_msun, z=z), x=lnu)
+    # keV cm^-3 x cm^2 / keV x R^3 [Mpc^2 cm] -> Mpc^2
+    return float(SIGMA_T_OVER_MEC2_CM2_PER_KEV * p_e * shape_integral * r200_mpc**3 * MPC_CM)
+
+
+def b12_y_tables(
+    *,
+    m200c_msun: np.ndarray,
+    z: np.ndarray,
+    cosmo: dict[str, Any],
+    x_max: float,
+    n_nodes: int = _N_TAB,
+    n_los: int = 129,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Projected spherical B12 profiles tabulated for painting, for n halos at once:
+    (radii [arcmin] (n, n_nodes), y (n, n_nodes)), log-spaced radii from 1e-4 to ``x_max``
+    R200c; y is 0 at the last node."""
+    m = np.atleast_1d(np.asarray(m200c_msun, dtype=float))
+    zz = np.atleast_1d(np.asarray(z, dtype=float))
+    c = cosmo_mod.colossus(cosmo)
+    d_a = c.angularDiameterDistance(zz) / cosmo_mod.h(cosmo)
+    theta200 = r200c_mpc(m, z=zz, cosmo=cosmo) / d_a / ARCMIN
+    x = np.geomspace(_R_MIN_R200, x_max, n_nodes)
+    y = _b12_y_core(np.broadcast_to(x, (len(m), n_nodes)), m, zz, cosmo, x_max, n_los)
+    y[:, -1] = 0.0
+    return x[None, :] * theta200[:, None], y
+
+
+def b12_y_table(
+    *, m200c_msun: float, z: float, cosmo: dict[str, Any], x_max: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``b12_y_tables`` of one halo: (radii [arcmin], y), 256 nodes."""
+    radii, y = b12_y_tables(m200c_msun=m200c_msun, z=z, cosmo=cosmo, x_max=x_max)
+    return radii[0], y[0]
+
+
+# --- triaxial projection and painting -------------------------------------------------------
+
+
+def ellipsoid_projection(*, q: float, s: float, rotation: np.ndarray) -> tuple[np.ndarray, float]:
+    """Projection of a pressure P(r_e) on the ellipsoidal radius of an ellipsoid with axis
+    ratios 1 : q : s (semi-axes scaled by (q s)^(-1/3), so its volume, and the volume integral
+    of P, equal the sphere's), rotated by ``rotation`` (3x3, body -> observer; observer axes
+    x, y on the sky, z along the line of sight).
+
+    With r_e^2 = v^T M v, M = R diag(1/a_i^2) R^T, the line-of-sight integral is exact:
+    ∫ P(r_e) dl = y_sph(R_e) / sqrt(M_zz), R_e^2 = u^T Q u, Q = M_xy - m m^T / M_zz,
+    m = (M_xz, M_yz), u = sky offset. Since det M = 1, det Q = 1 / M_zz and ∫ y d^2u = Y_sph.
+
+    Returns:
+        (Q (2x2), amplitude 1/sqrt(M_zz)).
+    """
+    axes = np.array([1.0, q, s]) / (q * s) ** (1.0 / 3.0)
+    rot = np.asarray(rotation, dtype=float)
+    m = rot @ np.diag(1.0 / axes**2) @ rot.T
+    a = m[2, 2]
+    q2 = m[:2, :2] - np.outer(m[:2, 2], m[:2, 2]) / a
+    return q2, 1.0 / np.sqrt(a)
+
+
+def paint_profile(
+    out: np.ndarray,
+    *,
+    radii_arcmin: np.ndarray,
+    y_nodes: np.ndarray,
+    pixel_arcmin: float,
+    subpixel: int,
+    centre_arcmin: tuple[float, float] = (0.0, 0.0),
+    q2: np.ndarray | None = None,
+    amplitude: float = 1.0,
+) -> None:
+    """Add a pixel-averaged projected profile to ``out`` (n, n) in place.
+
+    Each pixel is the mean of ``subpixel``^2 point samples (as ``cluster.cluster_y_map``)
+    of amplitude x y(R_e), R_e^2 = u^T q2 u (q2 = identity: a circle), u = sky offset from
+    ``centre_arcmin`` = (x, y) [arcmin], measured from pixel (n//2, n//2); x runs along the
+    last axis. y is interpolated linearly in ln R between the nodes, constant inside the first,
+    0 beyond the last. Only the pixels within the profile's extent are computed.
+    """
+    n = out.shape[-1]
+    c = n // 2
+    q2 = np.eye(2) if q2 is None else np.asarray(q2, dtype=float)
+    r_max = radii_arcmin[-1]
+    inv = np.linalg.inv(q2)
+    half = r_max * np.sqrt(np.array([inv[0, 0], inv[1, 1]]))  # extent in x, y [arcmin]
+    offsets = (np.arange(subpixel) + 0.5) / subpixel - 0.5
+    axes = []
+    for k in range(2):
+        lo = int(np.floor((centre_arcmin[k] - half[k]) / pixel_arcmin + c + 0.5))
+        hi = int(np.floor((centre_arcmin[k] + half[k]) / pixel_arcmin + c + 0.5)) + 1
+        lo, hi = max(lo, 0), min(hi, n)
+        if lo >= hi:
+            return
+        u = ((np.arange(lo, hi)[:, None] - c) + offsets[None, :]).reshape(-1) * pixel_arcmin
+        axes.append((lo, hi, u - centre_arcmin[k]))
+    (x0, x1, dx), (y0, y1, dy) = axes
+    r2 = q2[0, 0] * dx[None, :] ** 2 + 2.0 * q2[0, 1] * dy[:, None] * dx[None, :]
+    r2 += q2[1, 1] * dy[:, None] ** 2
+    log_r = 0.5 * np.log(np.maximum(r2, radii_arcmin[0] ** 2))
+    y = np.interp(log_r, np.log(radii_arcmin), y_nodes, right=0.0)
+    block = y.reshape(y1 - y0, subpixel, x1 - x0, subpixel).mean(axis=(1, 3))
+    out[y0:y1, x0:x1] += amplitude * block
+
+
+def b12_y_map(
+    *,
+    m200c_msun: float,
+    z: float,
+    cosmo: dict[str, Any],
+    n: int,
+    pixel_arcmin: float,
+    subpixel: int,
+    x_max: float = 4.0,
+    centre_arcmin: tuple[float, float] = (0.0, 0.0),
+    q: float = 1.0,
+    s: float = 1.0,
+    rotation: np.ndarray | None = None,
+) -> np.ndarray:
+    """Pixel-averaged Compton-y map (n, n) of one B12 cluster, spherical by default, or
+    triaxial (axis ratios ``q``, ``s``, ``rotation`` as in ``ellipsoid_projection``)."""
+    radii, y_nodes = b12_y_table(m200c_msun=m200c_msun, z=z, cosmo=cosmo, x_max=x_max)
+    q2, amp = None, 1.0
+    if rotation is not None or q != 1.0 or s != 1.0:
+        rot = np.eye(3) if rotation is None else rotation
+        q2, amp = ellipsoid_projection(q=q, s=s, rotation=rot)
+    out = np.zeros((n, n))
+    paint_profile(
+        out,
+        radii_arcmin=radii,
+        y_nodes=y_nodes,
+        pixel_arcmin=pixel_arcmin,
+        subpixel=subpixel,
+        centre_arcmin=centre_arcmin,
+        q2=q2,
+        amplitude=amp,
+    )
+    return out
+
+
+# --- line-of-sight halos --------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def _los_table(
+    z_range: tuple[float, float], m_range: tuple[float, float], cosmo_items: tuple
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(z edges, ln M edges, expected number per arcmin^2 in each (z, ln M) cell)."""
+    from colossus.lss import mass_function
+
+    cosmo = dict(cosmo_items)
+    c = cosmo_mod.colossus(cosmo)
+    hh = cosmo_mod.h(cosmo)
+    z_edges = np.linspace(z_range[0], z_range[1], _LOS_NZ + 1)
+    lnm_edges = np.linspace(np.log(m_range[0]), np.log(m_range[1]), _LOS_NM + 1)
+    z_mid = 0.5 * (z_edges[1:] + z_edges[:-1])
+    m_mid = np.exp(0.5 * (lnm_edges[1:] + lnm_edges[:-1]))
+    arcmin2_sr = ARCMIN**2
+    hubble_dist = const.c / 1e3 / 100.0  # c / (100 km/s/Mpc) in Mpc/h
+    counts = np.empty((_LOS_NZ, _LOS_NM))
+    for i, z in enumerate(z_mid):
+        dn = mass_function.massFunction(
+            m_mid * hh, z, mdef="200c", model="tinker08", q_out="dndlnM"
+        )  # (Mpc/h)^-3 comoving
+        dv = hubble_dist / c.Ez(z) * c.comovingDistance(0.0, z) ** 2  # (Mpc/h)^3 / sr / dz
+        counts[i] = dn * dv * arcmin2_sr
+    counts *= np.diff(z_edges)[:, None] * np.diff(lnm_edges)[None, :]
+    return z_edges, lnm_edges, counts
+
+
+def los_expected_counts(
+    *,
+    area_arcmin2: float,
+    z_range: tuple[float, float],
+    m_range: tuple[float, float],
+    cosmo: dict[str, Any],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Expected number of halos in a cone of ``area_arcmin2``: (z edges, ln M200c [Msun] edges,
+    counts per (z, ln M) cell), from dN = dn/dlnM(M, z) dV_c/dz/dOmega dz dlnM dOmega with the
+    Tinker et al. 2008 (arXiv:0803.2706) mass function for M200c (colossus ``tinker08``) and
+    dV_c/dz/dOmega = (c/H0) D_c^2 / E(z) (flat). Midpoint rule on a 160 x 256 grid."""
+    z_edges, lnm_edges, counts = _los_table(
+        (float(z_range[0]), float(z_range[1])),
+        (float(m_range[0]), float(m_range[1])),
+        tuple(sorted(cosmo.items())),
+    )
+    return z_edges, lnm_edges, counts * area_arcmin2
+
+
+def draw_los_halos(
+    *,
+    rng: np.random.Generator,
+    area_arcmin2: float,
+    z_range: tuple[float, float],
+    m_range: tuple[float, float],
+    cosmo: dict[str, Any],
+) -> dict[str, np.ndarray]:
+    """Unrelated halos in a square cone of ``area_arcmin2`` centred on the map: a Poisson
+    number with the mean of ``los_expected_counts``, each in a (z, ln M) cell drawn with its
+    expected count as weight, uniform in z and ln M within the cell, and uniform on the square.
+
+    Returns:
+        dict with ``m200c`` [Msun], ``z``, ``x_arcmin``, ``y_arcmin`` (offsets from the centre).
+    """
+    z_edges, lnm_edges, counts = los_expected_counts(
+        area_arcmin2=area_arcmin2, z_range=z_range, m_range=m_range, cosmo=cosmo
+    )
+    n = rng.poisson(counts.sum())
+    cell = rng.choice(counts.size, size=n, p=(counts / counts.sum()).ravel())
+    iz, im = np.unravel_index(cell, counts.shape)
+    z = z_edges[iz] + rng.uniform(size=n) * np.diff(z_edges)[iz]
+    lnm = lnm_edges[im] + rng.uniform(size=n) * np.diff(lnm_edges)[im]
+    side = np.sqrt(area_arcmin2)
+    xy = (rng.uniform(size=(2, n)) - 0.5) * side
+    return {"m200c": np.exp(lnm), "z": z, "x_arcmin": xy[0], "y_arcmin": xy[1]}
+
+
+# --- the stand-in clusters ------------------------------------------------------------------
+
+
+def draw_standin_cluster(
+    *,
+    seed: int,
+    cluster_id: int,
+    cosmo: dict[str, Any],
+    realistic: dict[str, Any],
+    los_area_arcmin2: float,
+) -> dict[str, Any]:
+    """Every random property of stand-in cluster ``cluster_id``, from its own stream.
+
+    The mass is the first draw of ``map_rng(seed, "realistic", cluster_id, 0, "mass")``
+    (uniform or log-uniform in ``mass_range_1e14``); the other components come from
+    sub-streams spawned from it (z, shape, clumps, line of sight, miscentring), so changing
+    one component's settings does not change the others.
+    """
+    cfg = realistic_config(realistic)
+    rng = map_rng(seed, "realistic", cluster_id, 0, "mass")
+    lo, hi = cfg["mass_range_1e14"]
+    if cfg["mass_distribution"] == "uniform":
+        m200c = rng.uniform(lo, hi) * 1e14
+    else:
+        m200c = np.exp(rng.uniform(np.log(lo), np.log(hi))) * 1e14
+    r_z, r_shape, r_clump, r_los, r_centre = rng.spawn(5)
+    z = r_z.uniform(*cfg["z_range"])
+
+    from scipy.spatial.transform import Rotation
+
+    q = r_shape.uniform(cfg["axis_ratio_min"], 1.0)
+    s = r_shape.uniform(cfg["axis_ratio_min"], q)
+    rotation = Rotation.random(rng=r_shape)
+
+    # Clumps: uniform in the sphere of R500 (projected), each M200c = f M200c(host),
+    # f uniform in [0.5, 1.5] x clump_mass_fraction.
+    n_clumps = int(cfg["n_clumps"])
+    m500 = float(profiles.m200c_to_m500c(m200c, z=z, cosmo=cosmo))
+    theta500 = float(profiles.theta500_rad(m500, z=z, cosmo=cosmo)) / ARCMIN
+    direction = r_clump.standard_normal((n_clumps, 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    radius = theta500 * r_clump.uniform(size=n_clumps) ** (1.0 / 3.0)
+    clump_xy = direction[:, :2] * radius[:, None]
+    clump_m = m200c * cfg["clump_mass_fraction"] * r_clump.uniform(0.5, 1.5, size=n_clumps)
+
+    if cfg["los_halos"]:
+        los = draw_los_halos(
+            rng=r_los,
+            area_arcmin2=los_area_arcmin2,
+            z_range=tuple(cfg["los_z_range"]),
+            m_range=(cfg["los_m_min"], LOS_M_MAX_MSUN),
+            cosmo=cosmo,
+        )
+    else:
+        los = {k: np.zeros(0) for k in ("m200c", "z", "x_arcmin", "y_arcmin")}
+
+    offset = r_centre.rayleigh(cfg["miscentring_arcmin"]) if cfg["miscentring_arcmin"] else 0.0
+    phi = r_centre.uniform(0.0, 2.0 * np.pi)
+    return {
+        "m200c": m200c,
+        "z": z,
+        "q": q,
+        "s": s,
+        "rotation": rotation.as_matrix(),
+        "euler_zyz": rotation.as_euler("zyz"),
+        "clump_m200c": clump_m,
+        "clump_xy_arcmin": clump_xy,
+        "los": los,
+        "centre_arcmin": (offset * np.cos(phi), offset * np.sin(phi)),
+    }
+
+
+def standin_clusters(
+    *,
+    seed: int,
+    cosmo: dict[str, Any],
+    sky: dict[str, Any],
+    cluster: dict[str, Any],
+    realistic: dict[str, Any],
+) -> dict[str, np.ndarray]:
+    """Noise-free Compton-y maps of the stand-in clusters, on the cutout plus a beam margin.
+
+    Returns:
+        dict with ``y_cluster`` (n, m, m): the cluster's own y (triaxial B12 body + clumps,
+        miscentred); ``y_los`` (n, m, m): the line-of-sight halos; m = npix + 2 x
+        ``cluster.beam_margin_pix``; per cluster ``m200c`` [Msun], ``z``, ``q``, ``s``,
+        ``euler_zyz`` (n, 3) [rad], ``n_clumps``, ``clump_mass_fraction`` (sum of the
+        clumps' M200c over the host's), ``n_los``, ``los_m200c_max`` [Msun] (0 if none),
+        ``miscentre_x``, ``miscentre_y`` [arcmin].
+    """
+    cfg = realistic_config(realistic)
+    npix, pixel = sky["npix"], sky["pixel_arcmin"]
+    m = npix + 2 * beam_margin_pix(sky["beam_fwhm_arcmin"], pixel)
+    side = m * pixel + 2.0 * LOS_BORDER_ARCMIN
+    sub, x_max = cluster["subpixel"], cfg["x_max_r200"]
+    los_sub = max(1, sub // 2)
+    n = cfg["n_clusters"]
+    y_cluster = np.zeros((n, m, m))
+    y_los = np.zeros((n, m, m))
+    rows = []
+    progress = Progress(n, "stand-in clusters", log)
+    for i in range(n):
+        d = draw_standin_cluster(
+            seed=seed, cluster_id=i, cosmo=cosmo, realistic=cfg, los_area_arcmin2=side**2
+        )
+        cx, cy = d["centre_arcmin"]
+        radii, y_nodes = b12_y_table(m200c_msun=d["m200c"], z=d["z"], cosmo=cosmo, x_max=x_max)
+        q2, amp = ellipsoid_projection(q=d["q"], s=d["s"], rotation=d["rotation"])
+        common = {"pixel_arcmin": pixel, "subpixel": sub}
+        paint_profile(
+            y_cluster[i],
+            radii_arcmin=radii,
+            y_nodes=y_nodes,
+            centre_arcmin=(cx, cy),
+            q2=q2,
+            amplitude=amp,
+            **common,
+        )
+        if len(d["clump_m200c"]):
+            radii, y_nodes = b12_y_tables(
+                m200c_msun=d["clump_m200c"], z=d["z"], cosmo=cosmo, x_max=x_max
+            )
+            for k, (dx, dy) in enumerate(d["clump_xy_arcmin"]):
+                paint_profile(
+                    y_cluster[i],
+                    radii_arcmin=radii[k],
+                    y_nodes=y_nodes[k],
+                    centre_arcmin=(cx + dx, cy + dy),
+                    **common,
+                )
+        los = d["los"]
+        if len(los["m200c"]):
+            # Faint, mostly small halos: coarser tables and sub-pixels (they are not labels).
+            radii, y_nodes = b12_y_tables(
+                m200c_msun=los["m200c"],
+                z=los["z"],
+                cosmo=cosmo,
+                x_max=x_max,
+                n_nodes=_LOS_N_NODES,
+                n_los=_LOS_N_LOS,
+            )
+            for k in range(len(los["m200c"])):
+                paint_profile(
+                    y_los[i],
+                    radii_arcmin=radii[k],
+                    y_nodes=y_nodes[k],
+                    centre_arcmin=(los["x_arcmin"][k], los["y_arcmin"][k]),
+                    pixel_arcmin=pixel,
+                    subpixel=los_sub,
+                )
+        rows.append(
+            {
+                "m200c": d["m200c"],
+                "z": d["z"],
+                "q": d["q"],
+                "s": d["s"],
+                "euler_zyz": d["euler_zyz"],
+                "n_clumps": len(d["clump_m200c"]),
+                "clump_mass_fraction": float(np.sum(d["clump_m200c"])) / d["m200c"],
+                "n_los": len(los["m200c"]),
+                "los_m200c_max": float(np.max(los["m200c"], initial=0.0)),
+                "miscentre_x": cx,
+                "miscentre_y": cy,
+            }
+        )
+        progress.update(1)
+    per_cluster = {k: np.array([row[k] for row in rows]) for k in rows[0]}
+    return {"y_cluster": y_cluster, "y_los": y_los, **per_cluster}
+
+
+# --- rescaling (SPEC §4) --------------------------------------------------------------------
+
+
+def _aperture_mask(npix: int, pixel_arcmin: float, aperture_arcmin: float | None) -> np.ndarray:
+    if aperture_arcmin is None:
+        return np.ones((npix, npix), dtype=bool)
+    u = (np.arange(npix) - npix // 2) * pixel_arcmin
+    return u[None, :] ** 2 + u[:, None] ** 2 <= aperture_arcmin**2
+
+
+def integrated_y_arcmin2(
+    y_maps: np.ndarray, *, npix: int, pixel_arcmin: float, aperture_arcmin: float | None = None
+) -> np.ndarray:
+    """∫ y dOmega [arcmin^2] of (..., m, m) maps over the central npix x npix cutout (or the
+    pixels of it whose centres lie within ``aperture_arcmin`` of pixel (npix//2, npix//2))."""
+    cut = maps.crop_center(np.asarray(y_maps, dtype=float), npix)
+    mask = _aperture_mask(npix, pixel_arcmin, aperture_arcmin)
+    return (cut * mask).sum(axis=(-2, -1)) * pixel_arcmin**2
+
+
+def a10_cutout_y_arcmin2(
+    m200c_msun: np.ndarray,
+    *,
+    cosmo: dict[str, Any],
+    sky: dict[str, Any],
+    cluster: dict[str, Any],
+    aperture_arcmin: float | None = None,
+) -> np.ndarray:
+    """The training relation: ∫ y dOmega [arcmin^2] over the cutout of the A10 cluster
+    (``cluster.cluster_y_map``, no scatter, no beam) at the training redshift
+    ``cluster["redshift"]``, for each M200c."""
+    npix, pixel = sky["npix"], sky["pixel_arcmin"]
+    m = np.atleast_1d(np.asarray(m200c_msun, dtype=float))
+    m500 = np.atleast_1d(profiles.m200c_to_m500c(m, z=cluster["redshift"], cosmo=cosmo))
+    ys = np.stack(
+        [
+            cluster_y_map(
+                m500_msun=m5,
+                z=cluster["redshift"],
+                cosmo=cosmo,
+                n=npix,
+                pixel_arcmin=pixel,
+                subpixel=cluster["subpixel"],
+                x_max=cluster["x_max_r500"],
+            )
+            for m5 in m500
+        ]
+    )
+    return integrated_y_arcmin2(ys, npix=npix, pixel_arcmin=pixel, aperture_arcmin=aperture_arcmin)
+
+
+def a10_mass_from_y(
+    y_arcmin2: np.ndarray,
+    *,
+    cosmo: dict[str, Any],
+    sky: dict[str, Any],
+    cluster: dict[str, Any],
+    aperture_arcmin: float | None = None,
+) -> np.ndarray:
+    """M_A10(Y): the M200c [Msun] whose A10 cluster at the training redshift has cutout
+    signal Y [arcmin^2] (``a10_cutout_y_arcmin2`` inverted, interpolated in ln Y - ln M on
+    61 masses 1e13..1e16 Msun). Raises ValueError outside that range."""
+    y_tab = a10_cutout_y_arcmin2(
+        _A10_TABLE_M200, cosmo=cosmo, sky=sky, cluster=cluster, aperture_arcmin=aperture_arcmin
+    )
+    if np.any(np.diff(y_tab) <= 0):
+        raise ValueError("the A10 cutout Y is not increasing with mass; cannot invert it")
+    y = np.asarray(y_arcmin2, dtype=float)
+    if np.any(y <= y_tab[0]) or np.any(y >= y_tab[-1]):
+        raise ValueError(
+            f"Y = {y.min():.3g}..{y.max():.3g} arcmin^2 lies outside the A10 table "
+            f"({y_tab[0]:.3g}..{y_tab[-1]:.3g}, M200c 1e13..1e16 Msun)"
+        )
+    return np.exp(np.interp(np.log(y), np.log(y_tab), np.log(_A10_TABLE_M200)))
+
+
+def rescale_factor_analytic(
+    *,
+    m200c_msun: np.ndarray,
+    z: np.ndarray,
+    cosmo: dict[str, Any],
+    sky: dict[str, Any],
+    cluster: dict[str, Any],
+    x_max_r200: float = REALISTIC_DEFAULTS["x_max_r200"],
+    aperture_arcmin: float | None = None,
+) -> np.ndarray:
+    """r = M_true / M_A10(Y_B12(M_true, z)) (SPEC §4; paper eq. 2), per cluster.
+
+    Y_B12 is the integrated Compton y [arcmin^2] over the npix x npix cutout (or a circular
+    ``aperture_arcmin``) of the spherical, centred B12 cluster of that M200c at the cluster's
+    own z (no beam); M_A10 inverts the same quantity of the training A10 cluster at the
+    training redshift ``cluster["redshift"]`` (``a10_mass_from_y``). Pass z = 0.7 for all
+    clusters to follow the paper, which fixed the redshift to the training one.
+    """
+    m = np.atleast_1d(np.asarray(m200c_msun, dtype=float))
+    zz = np.broadcast_to(np.asarray(z, dtype=float), m.shape)
+    npix, pixel = sky["npix"], sky["pixel_arcmin"]
+    y_b12 = np.array(
+        [
+            integrated_y_arcmin2(
+                b12_y_map(
+                    m200c_msun=mi,
+                    z=zi,
+                    cosmo=cosmo,
+                    n=npix,
+                    pixel_arcmin=pixel,
+                    subpixel=cluster["subpixel"],
+                    x_max=x_max_r200,
+                ),
+                npix=npix,
+                pixel_arcmin=pixel,
+                aperture_arcmin=aperture_arcmin,
+            )
+            for mi, zi in zip(m, zz, strict=True)
+        ]
+    )
+    return m / a10_mass_from_y(
+        y_b12, cosmo=cosmo, sky=sky, cluster=cluster, aperture_arcmin=aperture_arcmin
+    )
+
+
+def rescale_factor_measured(
+    *,
+    y_cluster: np.ndarray,
+    m200c_msun: np.ndarray,
+    z: np.ndarray | None = None,
+    cosmo: dict[str, Any],
+    sky: dict[str, Any],
+    cluster: dict[str, Any],
+    aperture_arcmin: float | None = None,
+) -> np.ndarray:
+    """r = M_true / M_A10(Y_map) per cluster, with Y_map the integrated noise-free Compton y
+    [arcmin^2] of each cluster's own map ``y_cluster`` (n, m, m), m >= npix (cropped to the
+    central npix x npix, or a circular ``aperture_arcmin``), inverted with the A10 relation
+    at the training redshift. ``z`` is accepted for symmetry with the analytic factor: the map
+    already carries the cluster's redshift."""
+    del z
+    y = integrated_y_arcmin2(
+        y_cluster,
+        npix=sky["npix"],
+        pixel_arcmin=sky["pixel_arcmin"],
+        aperture_arcmin=aperture_arcmin,
+    )
+    m = np.asarray(m200c_msun, dtype=float)
+    return m / a10_mass_from_y(
+        y, cosmo=cosmo, sky=sky, cluster=cluster, aperture_arcmin=aperture_arcmin
+    )
+
+
+# --- the sky --------------------------------------------------------------------------------
+
+
+def _beam_grid(y_maps: np.ndarray, npix: int, margin: int) -> np.ndarray:
+    """(n, m, m) maps zero-padded to at least npix + 2 margin (same parity as npix)."""
+    y_maps = np.asarray(y_maps, dtype=float)
+    m = y_maps.shape[-1]
+    if y_maps.shape[-2] != m or m < npix or (m - npix) % 2:
+        raise ValueError(
+            f"cluster maps of {y_maps.shape[-2]}x{m} pixels cannot be centred on a {npix}-pixel "
+            "cutout (they must be square, at least as large, with the same parity)"
+        )
+    need = npix + 2 * margin
+    if m >= need:
+        return y_maps
+    pad = (need - m) // 2
+    return np.pad(y_maps, ((0, 0), (pad, pad), (pad, pad)))
+
+
+def y_to_uk(
+    y_maps: np.ndarray, *, sky: dict[str, Any], cosmo: dict[str, Any], threads: int = 1
+) -> np.ndarray:
+    """Beam-convolved tSZ temperature [uK] of (n, m, m) Compton-y maps, cropped to (n, npix,
+    npix): dT = T_CMB f(x_nu) y (non-relativistic, ``profiles.f_sz``), as
+    ``cluster.sz_template_uk``. Maps smaller than npix + 2 beam margins are zero-padded."""
+    npix, pixel, fwhm = sky["npix"], sky["pixel_arcmin"], sky["beam_fwhm_arcmin"]
+    big = _beam_grid(y_maps, npix, beam_margin_pix(fwhm, pixel))
+    if fwhm > 0:
+        big = maps.convolve_beam(big, pixel_rad=pixel * ARCMIN, fwhm_arcmin=fwhm, workers=threads)
+    t_cmb = cosmo["TCMB"]
+    return maps.crop_center(big, npix) * (t_cmb * profiles.f_sz(sky["freq_ghz"], t_cmb) * 1e6)
+
+
+def add_sky(
+    *,
+    y_cluster: np.ndarray,
+    cluster_keys: np.ndarray,
+    n_realizations: int,
+    seed: int,
+    spectra_ell: np.ndarray,
+    spectra_cl: np.ndarray,
+    cosmo: dict[str, Any],
+    sky: dict[str, Any],
+    y_los: np.ndarray | None = None,
+    threads: int = 1,
+) -> dict[str, np.ndarray]:
+    """Observed maps of each cluster, as ``simulate.simulate_maps`` makes them:
+    sky = window x (CMB + foregrounds [beam] + cluster SZ [beam] + line-of-sight SZ [beam]
+    + white noise), with sz = the cluster's own beam-convolved SZ (the label; no
+    line-of-sight halos, no scatter).
+
+    Args:
+        y_cluster: (n_clusters, m, m) noise-free Compton y of each cluster, centred on pixel
+            (m//2, m//2), m >= npix with the parity of npix (zero-padded for the beam if it
+            lacks the margin ``cluster.beam_margin_pix``).
+        cluster_keys: (n_clusters,) integer key of each cluster in the random streams
+            ``map_rng(seed, "realistic", key, realization, "field" | "noise")``.
+        y_los: optional (n_clusters, m, m) Compton y of unrelated halos (sky only).
+        spectra_ell, spectra_cl: total sky C_l [uK^2], l = 0..lmax.
+        sky: ``freq_ghz``, ``pixel_arcmin``, ``npix``, ``pad_factor``, ``beam_fwhm_arcmin``,
+            ``noise_uk_arcmin``, ``apodization_width_pix``.
+    Returns:
+        dict with ``sky``, ``sz`` (n_clusters x n_realizations, npix, npix) float32 [uK],
+        cluster-major (map i = cluster i // n_realizations, realization i % n_realizations),
+        ``cluster_index`` (position in the inputs) and ``cmb_realization`` per map.
+    """
+    npix, pixel_arcmin, fwhm = sky["npix"], sky["pixel_arcmin"], sky["beam_fwhm_arcmin"]
+    pixel_rad = pixel_arcmin * ARCMIN
+    n_pad = npix * sky["pad_factor"]
+    if fwhm > 0 and maps.beam_transfer(spectra_ell[-1], fwhm) > _BEAM_CUTOFF:
+        raise ValueError(
+            f"spectra.lmax = {spectra_ell[-1]} is too low for a {fwhm}' beam "
+            f"(B_l = {maps.beam_transfer(spectra_ell[-1], fwhm):.1e} > {_BEAM_CUTOFF})"
+        )
+    keys = np.asarray(cluster_keys, dtype=np.int64)
+    if len(keys) != len(y_cluster):
+        raise ValueError(f"{len(keys)} cluster keys for {len(y_cluster)} cluster maps")
+    filt = maps.field_filter(
+        ell=spectra_ell, cl=spectra_cl, n=n_pad, pixel_rad=pixel_rad, fwhm_arcmin=fwhm
+    )
+    window = maps.apodization_window(npix, sky["apodization_width_pix"])
+    noise_rms = maps.white_noise_rms_per_pixel(sky["noise_uk_arcmin"], pixel_arcmin)
+    sz_uk = y_to_uk(y_cluster, sky=sky, cosmo=cosmo, threads=threads)
+    los_uk = (
+        np.zeros_like(sz_uk)
+        if y_los is None
+        else y_to_uk(y_los, sky=sky, cosmo=cosmo, threads=threads)
+    )
+    n_clusters = len(keys)
+    n = n_clusters * n_realizations
+    cluster_index = np.repeat(np.arange(n_clusters), n_realizations)
+    realization = np.tile(np.arange(n_realizations), n_clusters)
+    out_sky = np.empty((n, npix, npix), dtype=np.float32)
+    out_sz = np.empty((n, npix, npix), dtype=np.float32)
+    progress = Progress(n, "realistic maps", log)
+    for start in range(0, n, _CHUNK):
+        idx = range(start, min(start + _CHUNK, n))
+        white = np.stack(
+            [
+                map_rng(
+                    seed, "realistic", keys[cluster_index[i]], realization[i], "field"
+                ).standard_normal((n_pad, n_pad))
+                for i in idx
+            ]
+        )
+        field = maps.crop_center(maps.gaussian_fields(white, filt, workers=threads), npix)
+        for j, i in enumerate(idx):
+            c = cluster_index[i]
+            noise = (
+                map_rng(seed, "realistic", keys[c], realization[i], "noise").standard_normal(
+                    (npix, npix)
+                )
+                * noise_rms
+            )
+            out_sz[i] = sz_uk[c]
+            out_sky[i] = window * (field[j] + sz_uk[c] + los_uk[c] + noise)
+        progress.update(len(idx))
+    return {
+        "sky": out_sky,
+        "sz": out_sz,
+        "cluster_index": cluster_index,
+        "cmb_realization": realization,
+    }
+
+
+# --- shards ---------------------------------------------------------------------------------
+
+STANDIN_DESCRIPTION = (
+    "szmass realistic-profile test set: a STAND-IN for the Magneticum light-cone cutouts of "
+    "Gupta & Reichardt 2020 (arXiv:2003.06135, §4.4), NOT Magneticum. Clusters are triaxial "
+    "Battaglia et al. 2012 (arXiv:1109.3711, AGN feedback) pressure profiles with substructure "
+    "clumps and unrelated halos along the line of sight (Tinker et al. 2008 mass function); "
+    "sky = apodization x (CMB + foregrounds + cluster [beam] + line-of-sight halos [beam] + "
+    "white noise); sz = the cluster's own beam-convolved SZ (no line-of-sight halos)"
+)
+FITS_DESCRIPTION = (
+    "szmass realistic-profile test set from user-supplied Compton-y cutouts (FITS + catalogue), "
+    "regridded to the training pixel; sky = apodization x (CMB + foregrounds + cluster y map "
+    "[beam] + white noise); sz = the cutout's beam-convolved SZ (everything in the cutout)"
+)
+
+
+def realistic_shard_from_y_maps(
+    *,
+    y_maps: np.ndarray,
+    m200c_msun: np.ndarray,
+    z: np.ndarray,
+    spectra_path: str,
+    out_path: str,
+    seed: int,
+    sky: dict[str, Any],
+    cluster: dict[str, Any],
+    realistic: dict[str, Any],
+    cluster_keys: np.ndarray | None = None,
+    y_los: np.ndarray | None = None,
+    cluster_vars: dict[str, tuple[np.ndarray, dict[str, str]]] | None = None,
+    attrs: dict[str, Any] | None = None,
+    threads: int = 1,
+) -> xr.Dataset:
+    """Add the sky to noise-free Compton-y maps and write the realistic shard (Zarr,
+    atomically) with the schema of the other shards, so ``dataset.prepare`` reads it as is.
+
+    Args:
+        y_maps: (n_clusters, m, m) each cluster's own Compton y, centred on pixel (m//2, m//2)
+            at the training pixel, m >= npix with npix's parity.
+        m200c_msun, z: (n_clusters,) true M200c [Msun] and redshift.
+        cluster_keys: (n_clusters,) integer keys of the random streams (default 0..n-1).
+        y_los: optional (n_clusters, m, m) line-of-sight y, in the sky only.
+        cluster_vars: extra per-cluster variables, name -> (values (n_clusters,...), attrs);
+            stored as ``cluster_<name>`` along ``cluster`` (and ``<name>_axis`` if 2-d).
+        attrs: extra attributes (e.g. ``description``).
+    Returns:
+        The Dataset written: per map (``realization`` = 0..n_clusters*n_realizations-1,
+        cluster-major) ``sky``, ``sz`` [uK], ``m200c``, ``m500c`` [Msun], ``z``,
+        ``ln_scatter`` (0), ``cluster_id``, ``cmb_realization``; per cluster ``y_cluster``
+        (cluster, y, x), ``cluster_m200c``, ``cluster_z``, ``cluster_y_cyl`` [arcmin^2],
+        ``cluster_r_measured`` and the ``cluster_vars``.
+    """
+    from .io import write_zarr_atomic
+
+    cfg = realistic_config(realistic)
+    spectra = read_spectra(spectra_path)
+    cosmo = dict(spectra.meta["cosmology"])
+    npix, pixel = sky["npix"], sky["pixel_arcmin"]
+    y_maps = np.asarray(y_maps, dtype=float)
+    n_clusters = len(y_maps)
+    keys = np.arange(n_clusters) if cluster_keys is None else np.asarray(cluster_keys)
+    m200c = np.asarray(m200c_msun, dtype=float)
+    zz = np.asarray(z, dtype=float)
+    log.info(
+        "realistic shard %s: %d clusters x %d realizations",
+        out_path,
+        n_clusters,
+        cfg["n_realizations"],
+    )
+    sims = add_sky(
+        y_cluster=y_maps,
+        y_los=y_los,
+        cluster_keys=keys,
+        n_realizations=cfg["n_realizations"],
+        seed=seed,
+        spectra_ell=np.asarray(spectra["ell"], dtype=float),
+        spectra_cl=np.asarray(spectra["cl_total"], dtype=float),
+        cosmo=cosmo,
+        sky=sky,
+        threads=threads,
+    )
+    m500c = np.array(
+        [
+            float(profiles.m200c_to_m500c(m, z=zi, cosmo=cosmo))
+            for m, zi in zip(m200c, zz, strict=True)
+        ]
+    )
+    ci = sims["cluster_index"]
+    y_cut = maps.crop_center(y_maps, npix)
+    r_measured = rescale_factor_measured(
+        y_cluster=y_cut, m200c_msun=m200c, cosmo=cosmo, sky=sky, cluster=cluster
+    )
+    offsets = (np.arange(npix) - npix // 2) * pixel
+    dims = ("realization", "y", "x")
+    data = {
+        "sky": (dims, sims["sky"], {"units": "uK", "long_name": "observed sky map"}),
+        "sz": (dims, sims["sz"], {"units": "uK", "long_name": "cluster tSZ map (beam)"}),
+        "m200c": ("realization", m200c[ci], {"units": "Msun"}),
+        "m500c": ("realization", m500c[ci], {"units": "Msun"}),
+        "z": ("realization", zz[ci], {"units": "1", "long_name": "redshift"}),
+        "ln_scatter": (
+            "realization",
+            np.zeros(len(ci)),
+            {"units": "1", "long_name": "no drawn scatter (the profiles differ instead)"},
+        ),
+        "cluster_id": ("realization", keys[ci], {"long_name": "cluster of the map"}),
+        "cmb_realization": (
+            "realization",
+            sims["cmb_realization"],
+            {"long_name": "sky (CMB, foregrounds, noise) realization of the cluster"},
+        ),
+        "y_cluster": (
+            ("cluster", "y", "x"),
+            y_cut.astype(np.float32),
+            {"units": "1", "long_name": "noise-free Compton y of the cluster (no beam)"},
+        ),
+        "cluster_m200c": ("cluster", m200c, {"units": "Msun"}),
+        "cluster_z": ("cluster", zz, {"units": "1", "long_name": "redshift"}),
+        "cluster_y_cyl": (
+            "cluster",
+            integrated_y_arcmin2(y_cut, npix=npix, pixel_arcmin=pixel),
+            {"units": "arcmin2", "long_name": "integrated y over the cutout"},
+        ),
+        "cluster_r_measured": (
+            "cluster",
+            r_measured,
+            {"units": "1", "long_name": "M_true / M_A10(Y of the cluster's y map in the cutout)"},
+        ),
+    }
+    for name, (values, var_attrs) in (cluster_vars or {}).items():
+        values = np.asarray(values)
+        extra = (f"{name}_axis",) if values.ndim == 2 else ()
+        data[f"cluster_{name}"] = (("cluster", *extra), values, var_attrs)
+    ds = xr.Dataset(
+        data,
+        coords={
+            "realization": ("realization", np.arange(len(ci), dtype=np.int64)),
+            "cluster": ("cluster", keys.astype(np.int64)),
+            "y": ("y", offsets, {"units": "arcmin", "long_name": "offset from the cluster"}),
+            "x": ("x", offsets, {"units": "arcmin", "long_name": "offset from the cluster"}),
+        },
+        attrs={
+            "set": "realistic",
+            "seed": seed,
+            "sigma_int": 0.0,
+            **_flat_attrs("realistic_", {k: v for k, v in cfg.items() if v is not None}),
+            **_flat_attrs("sky_", sky),
+            **_flat_attrs("cluster_", cluster),
+            **_flat_attrs("cosmo_", cosmo),
+            "spectra_lmax": int(spectra["ell"][-1]),
+            "foregrounds": json.dumps(spectra.meta["foregrounds"], sort_keys=True),
+            "description": STANDIN_DESCRIPTION,
+            **(attrs or {}),
+            "szmass_version": __version__,
+        },
+    )
+    write_zarr_atomic(ds, out_path)
+    log.info("wrote %s", out_path)
+    return ds
+
+
+def simulate_realistic_shard(
+    *,
+    spectra_path: str,
+    out_path: str,
+    seed: int,
+    sky: dict[str, Any],
+    cluster: dict[str, Any],
+    realistic: dict[str, Any],
+    threads: int = 1,
+) -> xr.Dataset:
+    """The realistic-profile test shard (SPEC §2), from the stand-in or from FITS cutouts.
+
+    ``realistic`` (defaults in ``REALISTIC_DEFAULTS``):
+
+    - ``source``: ``"standin"`` (this module's clusters) or ``"fits"`` (real Compton-y
+      cutouts, ``szmass.realmaps``).
+    - ``n_clusters`` (int >= 1, 95): stand-in clusters (fits: the catalogue's rows).
+    - ``n_realizations`` (int >= 1, 100): sky realizations per cluster.
+    - ``mass_range_1e14`` ([lo, hi], [2, 7]) and ``mass_distribution`` (``"uniform"`` or
+      ``"log-uniform"``): the stand-in's M200c [1e14 Msun].
+    - ``z_range`` ([0.65, 0.75]): stand-in redshifts, uniform.
+    - ``x_max_r200`` (float > 0, 4): B12 truncation radius [R200c].
+    - ``axis_ratio_min`` (0 < . <= 1, 0.6): q = b/a uniform in [min, 1], s = c/a in
+      [min, q]; 1 makes spherical clusters.
+    - ``n_clumps`` (int >= 0, 3) and ``clump_mass_fraction`` (0.03): substructure clumps,
+      each of M200c = f x the host's, f uniform in [0.5, 1.5] x the fraction.
+    - ``los_halos`` (bool, true), ``los_m_min`` (Msun, 1e13), ``los_z_range`` ([0.05, 3]):
+      unrelated halos along the line of sight.
+    - ``miscentring_arcmin`` (>= 0, 0): Rayleigh scale of the cluster's offset from the
+      cutout centre.
+    - ``catalogue`` (CSV path), ``fits_dir`` (folder), ``skip_bad_clusters`` (bool, false):
+      the fits source. With ``skip_bad_clusters`` false a catalogue with any bad cluster
+      raises one error listing all of them (after checking every cluster) and writes
+      nothing; true logs them and writes the good ones (their ids in ``skipped_clusters``).
+    """
+    cfg = realistic_config(realistic)
+    cosmo = dict(read_spectra(spectra_path).meta["cosmology"])
+    common = {
+        "spectra_path": spectra_path,
+        "out_path": out_path,
+        "seed": seed,
+        "sky": sky,
+        "cluster": cluster,
+        "realistic": cfg,
+        "threads": threads,
+    }
+    if cfg["source"] == "fits":
+        return _fits_shard(cfg, cosmo=cosmo, **common)
+    clusters = standin_clusters(seed=seed, cosmo=cosmo, sky=sky, cluster=cluster, realistic=cfg)
+    r_analytic = rescale_factor_analytic(
+        m200c_msun=clusters["m200c"],
+        z=clusters["z"],
+        cosmo=cosmo,
+        sky=sky,
+        cluster=cluster,
+        x_max_r200=cfg["x_max_r200"],
+    )
+    npix, pixel = sky["npix"], sky["pixel_arcmin"]
+    y_los_cyl = integrated_y_arcmin2(clusters["y_los"], npix=npix, pixel_arcmin=pixel)
+    cluster_vars = {
+        "r_analytic": (
+            r_analytic,
+            {"units": "1", "long_name": "M_true / M_A10(Y of the spherical B12 cluster)"},
+        ),
+        "q": (clusters["q"], {"units": "1", "long_name": "axis ratio b/a"}),
+        "s": (clusters["s"], {"units": "1", "long_name": "axis ratio c/a"}),
+        "euler_zyz": (clusters["euler_zyz"], {"units": "rad", "long_name": "orientation"}),
+        "n_clumps": (clusters["n_clumps"], {"long_name": "substructure clumps"}),
+        "clump_mass_fraction": (
+            clusters["clump_mass_fraction"],
+            {"units": "1", "long_name": "sum of the clumps' M200c over the host's"},
+        ),
+        "n_los": (clusters["n_los"], {"long_name": "line-of-sight halos in the cone"}),
+        "los_m200c_max": (clusters["los_m200c_max"], {"units": "Msun"}),
+        "y_los_cyl": (
+            y_los_cyl,
+            {"units": "arcmin2", "long_name": "integrated y of line-of-sight halos in the cutout"},
+        ),
+        "miscentre_x": (clusters["miscentre_x"], {"units": "arcmin"}),
+        "miscentre_y": (clusters["miscentre_y"], {"units": "arcmin"}),
+    }
+    return realistic_shard_from_y_maps(
+        y_maps=clusters["y_cluster"],
+        y_los=clusters["y_los"] if cfg["los_halos"] else None,
+        m200c_msun=clusters["m200c"],
+        z=clusters["z"],
+        cluster_vars=cluster_vars,
+        **common,
+    )
+
+
+def _fits_shard(cfg: dict[str, Any], *, cosmo: dict[str, Any], **common: Any) -> xr.Dataset:
+    from . import realmaps
+
+    sky = common["sky"]
+    npix, pixel = sky["npix"], sky["pixel_arcmin"]
+    rows = realmaps.read_catalogue(cfg["catalogue"])
+    loaded = realmaps.load_real_clusters(
+        catalogue=rows,
+        fits_dir=cfg["fits_dir"],
+        npix=npix,
+        pixel_arcmin=pixel,
+        cosmo=cosmo,
+        margin_pix=beam_margin_pix(sky["beam_fwhm_arcmin"], pixel),
+    )
+    if loaded.errors and not cfg["skip_bad_clusters"]:
+        realmaps.raise_for_errors(loaded.errors, n_loaded=len(loaded.ids))
+    for message in loaded.errors:
+        log.warning("skipped: %s", message)
+    if not loaded.ids:
+        raise realmaps.RealMapError("no cluster of the catalogue could be loaded")
+    row_of = {row["id"]: k for k, row in enumerate(rows)}
+    keys = np.array([row_of[i] for i in loaded.ids])
+    skipped = [row["id"] for row in rows if row["id"] not in set(loaded.ids)]
+    return realistic_shard_from_y_maps(
+        y_maps=loaded.y_maps,
+        m200c_msun=loaded.m200c,
+        z=loaded.z,
+        cluster_keys=keys,
+        # The ids go in an attribute: string variables have no stable Zarr 3 encoding yet.
+        attrs={
+            "description": FITS_DESCRIPTION,
+            "cluster_names": list(loaded.ids),
+            "skipped_clusters": skipped,
+        },
+        **common,
+    )

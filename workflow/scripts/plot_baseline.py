@@ -1,0 +1,16 @@
+"""plot_baseline: the network against the matched filter on the same test maps."""
+
+import _bootstrap  # noqa: F401  (src/ on sys.path)
+import pandas as pd
+
+from szmass.figures import figure_baseline
+from szmass.logs import setup_logging
+
+snakemake = globals()["snakemake"]
+setup_logging(snakemake.log[0])
+figure_baseline(
+    per_mass=pd.read_csv(snakemake.input.per_mass),
+    train_masses_1e14=snakemake.params.train_masses,
+    out_paths=list(snakemake.output),
+    dpi=snakemake.params.dpi,
+)
