@@ -10,17 +10,33 @@ from . import smk
 
 
 def test_paper_dry_run(workflow_copy, paper_config):
-    """``snakemake -n`` (config/config.yaml, the default): CAMB once, 19 + 2 shards, the split
-    of the 8 training masses, one training."""
+    """``snakemake -n`` (config/config.yaml, the default): CAMB once, 19 + 2 shards and the
+    realistic set, the split of the 8 training masses, one training, the six test sets through
+    the network and the matched filter, the summary and six figures."""
     proc = smk.run(workflow_copy, "-n")
     assert proc.returncode == 0, proc.stdout
     assert smk.job_stats(proc.stdout) == {
         "compute_spectra": 1,
         "simulate_shard": 21,
+        "simulate_realistic": 1,
         "split_dataset": 1,
         "train_model": 1,
+        "predict_set": 6,
+        "calibrate_baseline": 1,
+        "baseline_set": 6,
+        "summarize_results": 1,
+        "plot_example": 1,
+        "plot_sz_maps": 1,
+        "plot_mass_recovery": 1,
+        "plot_scatter": 1,
+        "plot_realistic": 1,
+        "plot_baseline": 1,
         "all": 1,
     }
+    sets = re.findall(r"wildcards: eval_set=(\S+)", proc.stdout)
+    assert sorted(set(sets)) == sorted(
+        ["trained", "interpolated", "extrapolated", "scatter0.2", "scatter0", "realistic"]
+    )
     wildcards = re.findall(r"wildcards: set=(\w+), name=(\S+)", proc.stdout)
     grid = sorted(name for s, name in wildcards if s == "grid")
     scatter = sorted(name for s, name in wildcards if s == "scatter")

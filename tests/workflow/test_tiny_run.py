@@ -11,7 +11,14 @@ import pytest
 import xarray as xr
 import yaml
 
-from szmass.config import grid_shards, mass_label, scatter_shards, train_shards
+from szmass.config import (
+    REALISTIC_SHARD,
+    eval_sets,
+    grid_shards,
+    mass_label,
+    scatter_shards,
+    train_shards,
+)
 from szmass.cosmology import COSMOLOGY_KEYS
 from szmass.maps import apodization_window
 
@@ -55,11 +62,27 @@ def test_outputs_exist(tiny_run):
     for directory, outputs in (("datasets", DATASETS), ("model", MODEL_OUTPUTS)):
         listed = sorted(os.listdir(tiny_run.path / "results" / directory))
         assert listed == sorted(p.split("/")[-1] for p in outputs), directory
+    # the evaluation: its tables, figures and nothing else
+    for name in SETS:
+        listed = sorted(os.listdir(tiny_run.path / "results" / "eval" / name))
+        assert listed == ["mean_maps.npz", "predictions.csv"], name
+    listed = sorted(os.listdir(tiny_run.path / "results" / "baseline"))
+    assert listed == sorted([*SETS, "calibration.json"])
+    formats = CONFIG["figures"]["formats"]
+    listed = sorted(os.listdir(tiny_run.path / "results" / "figures"))
+    assert listed == sorted(f"{n}.{ext}" for n in FIGURE_RULES.values() for ext in formats)
+    n_sets = len(eval_sets(CONFIG))
     assert smk.job_stats(tiny_run.output) == {
         "compute_spectra": 1,
-        "simulate_shard": 5,
+        "simulate_shard": len(SHARDS),
+        "simulate_realistic": 1,
         "split_dataset": 1,
         "train_model": 1,
+        "predict_set": n_sets,
+        "calibrate_baseline": 1,
+        "baseline_set": n_sets,
+        "summarize_results": 1,
+        **dict.fromkeys(FIGURE_RULES, 1),
         "all": 1,
     }
 
@@ -202,7 +225,18 @@ def test_trained_model(tiny_run):
 
 def _mtimes(run_dir):
     return {
-        p: os.stat(run_dir / p).st_mtime_ns for p in [SPECTRA, *SHARDS, *DATASETS, *MODEL_OUTPUTS]
+        p: os.stat(run_dir / p).st_mtime_ns
+        for p in [
+            SPECTRA,
+            *SHARDS,
+            *DATASETS,
+            *MODEL_OUTPUTS,
+            *PRED.values(),
+            *BASE.values(),
+            CALIB,
+            SUMMARY,
+            *FIG.values(),
+        ]
     }
 
 
@@ -222,6 +256,69 @@ TRAIN_SHARDS = set(train_shards(CONFIG))
 PARAMS_CHANGED = "Params have changed since last execution"
 INPUTS_CHANGED = "Set of input files has changed since last execution"
 MISSING = "Missing output files"
+#: Any reason: a job downstream of a changed one (its inputs will be rewritten).
+DOWNSTREAM = ""
+
+SETS = eval_sets(CONFIG)
+PRED = {name: f"results/eval/{name}/predictions.csv" for name in SETS}
+BASE = {name: f"results/baseline/{name}/predictions.csv" for name in SETS}
+CALIB = "results/baseline/calibration.json"
+SUMMARY = "results/summary.json"
+FIGURE_RULES = {
+    "plot_example": "fig2_example",
+    "plot_sz_maps": "fig3_sz_maps",
+    "plot_mass_recovery": "fig4_mass_recovery",
+    "plot_scatter": "fig5_scatter",
+    "plot_realistic": "fig6_realistic",
+    "plot_baseline": "fig7_baseline",
+}
+FIG = {rule: f"results/figures/{name}.png" for rule, name in FIGURE_RULES.items()}
+GRID_SETS = {name for name, s in SETS.items() if s["kind"] == "grid"}
+
+
+def _set_of(shard: str) -> str:
+    return next(name for name, s in SETS.items() if shard in s["shards"])
+
+
+#: The workflow's DAG, written down independently of Snakemake: each job (by its first output)
+#: -> the jobs that read one of its outputs.
+DAG = {
+    SPECTRA: {*SHARDS, REALISTIC_SHARD, CALIB, *BASE.values()},
+    **{
+        shard: {PRED[_set_of(shard)], BASE[_set_of(shard)]}
+        | ({SPLIT, CALIB} if shard in TRAIN_SHARDS else set())
+        | ({FIG["plot_example"]} if shard.endswith(f"/M{mass_label(4)}.zarr") else set())
+        | ({SUMMARY} if shard.endswith("/sigma0.zarr") else set())
+        for shard in SHARDS
+    },
+    REALISTIC_SHARD: {PRED["realistic"], BASE["realistic"], SUMMARY, FIG["plot_realistic"]},
+    SPLIT: {MODEL, *PRED.values(), FIG["plot_example"]},
+    MODEL: {*PRED.values(), SUMMARY},
+    CALIB: {*BASE.values(), SUMMARY},
+    **{
+        path: {SUMMARY}
+        | ({FIG["plot_sz_maps"]} if name in GRID_SETS else set())
+        | ({FIG["plot_scatter"]} if name.startswith("scatter") else set())
+        | ({FIG["plot_realistic"]} if name == "realistic" else set())
+        for name, path in PRED.items()
+    },
+    **{path: {SUMMARY} for path in BASE.values()},
+    SUMMARY: {
+        FIG[r] for r in ("plot_mass_recovery", "plot_scatter", "plot_realistic", "plot_baseline")
+    },
+    **{path: set() for path in FIG.values()},
+}
+
+
+def rerun(direct: dict[str, str | tuple]) -> dict[str, str | tuple]:
+    """The jobs ``direct`` and everything downstream of them in ``DAG``."""
+    expected, todo = dict(direct), list(direct)
+    while todo:
+        for child in DAG[todo.pop()]:
+            if child not in expected:
+                expected[child] = DOWNSTREAM
+                todo.append(child)
+    return expected
 
 
 def updated_by(*files: str) -> tuple[str, frozenset]:
@@ -246,7 +343,8 @@ RETRAIN = {SPLIT: updated_by(*TRAIN_SHARDS), MODEL: updated_by(*DATASETS)}
 NEW_SPLIT = {SPLIT: PARAMS_CHANGED, MODEL: updated_by(*DATASETS)}
 
 RERUNS = {
-    # changed key: (edit, {job: reason}) for every job the dry run must list but 'all'
+    # changed key: (edit, {job: reason} of the jobs it changes directly; what follows them in
+    # DAG must run too, and nothing else)
     "cluster.sigma_int": (
         smk.set_key("cluster", "sigma_int", 0.3),
         {**dict.fromkeys(GRID, PARAMS_CHANGED), **RETRAIN},
@@ -261,32 +359,39 @@ RERUNS = {
         {**dict.fromkeys(GRID, PARAMS_CHANGED), **RETRAIN},
     ),
     "grid.masses": (
-        # a new mass outside the training masses: only its shard
+        # a new mass outside the training masses: its shard, and the extrapolated set's jobs
         smk.set_key("grid", "masses", [*CONFIG["grid"]["masses"], 5]),
-        {"results/sims/grid/M5.zarr": MISSING},
+        {
+            "results/sims/grid/M5.zarr": MISSING,
+            PRED["extrapolated"]: DOWNSTREAM,
+            BASE["extrapolated"]: DOWNSTREAM,
+        },
     ),
     "sky.noise_uk_arcmin": (
         smk.set_key("sky", "noise_uk_arcmin", 6.0),
-        {**dict.fromkeys(SHARDS, PARAMS_CHANGED), **RETRAIN},
+        {
+            **dict.fromkeys([*SHARDS, REALISTIC_SHARD, CALIB, *BASE.values()], PARAMS_CHANGED),
+            **RETRAIN,
+        },
     ),
     "seed": (
         smk.set_key("seed", 8),
-        {**dict.fromkeys(SHARDS, PARAMS_CHANGED), **RETRAIN},
+        {**dict.fromkeys([*SHARDS, REALISTIC_SHARD], PARAMS_CHANGED), **RETRAIN},
     ),
     "spectra.foregrounds": (
         smk.set_key("spectra", "foregrounds", "d3000_uk2", "ksz", 3.0),
         {SPECTRA: PARAMS_CHANGED, **dict.fromkeys(SHARDS, updated_by(SPECTRA)), **RETRAIN},
     ),
-    "split.train": (smk.set_key("split", "train", [0, 5]), NEW_SPLIT),
+    "split.train": (smk.set_key("split", "train", [0, 5]), {**NEW_SPLIT, CALIB: PARAMS_CHANGED}),
     "split.val": (smk.set_key("split", "val", [6, 8]), NEW_SPLIT),
     "split.train_masses": (
         smk.set_key("split", "train_masses", [1, 2]),
-        {SPLIT: INPUTS_CHANGED, MODEL: updated_by(*DATASETS)},
+        {SPLIT: INPUTS_CHANGED, MODEL: updated_by(*DATASETS), CALIB: INPUTS_CHANGED},
     ),
     "split.test": (
-        # no stage reads the test range yet (the evaluation will)
+        # the grid test sets read the test range; the scatter and realistic sets do not
         smk.set_key("split", "test", [9, 11]),
-        {},
+        {PRED[n]: PARAMS_CHANGED for n in GRID_SETS} | {BASE[n]: PARAMS_CHANGED for n in GRID_SETS},
     ),
     "training.learning_rate": (
         smk.set_key("training", "learning_rate", 2e-3),
@@ -298,12 +403,34 @@ RERUNS = {
         smk.set_key("model", "dropout_placement", "encoder"),
         {MODEL: PARAMS_CHANGED},
     ),
+    "realistic.n_clumps": (
+        smk.set_key("realistic", "n_clumps", 2),
+        {REALISTIC_SHARD: PARAMS_CHANGED},
+    ),
+    "baseline.n_scales": (
+        smk.set_key("baseline", "n_scales", 8),
+        {CALIB: PARAMS_CHANGED, **dict.fromkeys(BASE.values(), PARAMS_CHANGED)},
+    ),
+    "evaluation.n_bootstrap": (
+        smk.set_key("evaluation", "n_bootstrap", 200),
+        {SUMMARY: PARAMS_CHANGED},
+    ),
+    # figure options rerun only the figures
+    "figures.dpi": (
+        smk.set_key("figures", "dpi", 100),
+        dict.fromkeys(FIG.values(), PARAMS_CHANGED),
+    ),
+    "figures.sz_masses": (
+        smk.set_key("figures", "sz_masses", [2]),
+        {FIG["plot_sz_maps"]: PARAMS_CHANGED},
+    ),
 }
 
 
 @pytest.mark.parametrize("key", list(RERUNS))
 def test_config_change_reruns_what_it_affects(tiny_run, tmp_path, key):
-    edit, expected = RERUNS[key]
+    edit, direct = RERUNS[key]
+    expected = rerun(direct)
     config = smk.write_config(tmp_path / "changed.yaml", edit)
     proc = smk.run(tiny_run.path, "-n", "--configfile", str(config))
     assert proc.returncode == 0, proc.stdout
@@ -328,17 +455,20 @@ def test_config_key_order_does_not_rerun(tiny_run, tmp_path):
 @pytest.mark.parametrize(
     ("module", "expected"),
     [
-        pytest.param("io", {*SHARDS, SPLIT, MODEL}, id="io"),
-        pytest.param("profiles", {*SHARDS, SPLIT, MODEL}, id="profiles"),
-        pytest.param("spectra", {SPECTRA, *SHARDS, SPLIT, MODEL}, id="spectra"),
-        pytest.param("units", {*SHARDS, SPLIT, MODEL}, id="units"),
-        pytest.param("dataset", {SPLIT, MODEL}, id="dataset"),
+        pytest.param("spectra", {SPECTRA}, id="spectra"),
+        pytest.param("units", {*SHARDS, REALISTIC_SHARD, SPLIT}, id="units"),
+        pytest.param("dataset", {SPLIT, MODEL, *PRED.values(), FIG["plot_example"]}, id="dataset"),
         pytest.param("model", {MODEL}, id="model"),
         pytest.param("train", {MODEL}, id="train"),
+        pytest.param("matched_filter", {CALIB, *BASE.values()}, id="matched_filter"),
+        pytest.param("realistic", {REALISTIC_SHARD}, id="realistic"),
+        pytest.param("stats", {SUMMARY, FIG["plot_scatter"], FIG["plot_realistic"]}, id="stats"),
+        pytest.param("figures", set(FIG.values()), id="figures"),
     ],
 )
 def test_code_change_reruns_its_stages(tiny_run_copy, module, expected):
-    """An edit of a src/szmass module reruns the rules that list it as input.
+    """An edit of a src/szmass module reruns the rules that list it as input, and what
+    follows them.
 
     (Snakemake 9 ignores a bare mtime bump when the file's checksum is unchanged.)
     """
@@ -348,7 +478,7 @@ def test_code_change_reruns_its_stages(tiny_run_copy, module, expected):
     assert proc.returncode == 0, proc.stdout
     jobs = smk.jobs(proc.stdout)
     jobs.pop("all", None)
-    assert set(jobs) == expected, proc.stdout
+    assert set(jobs) == set(rerun(dict.fromkeys(expected, DOWNSTREAM))), proc.stdout
 
 
 def test_copied_run_is_up_to_date(tiny_run_copy):

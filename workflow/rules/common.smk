@@ -42,3 +42,38 @@ def shard_params(wildcards):
 def cluster_params():
     """The cluster keys the map-making and the filter templates use."""
     return {k: config["cluster"][k] for k in ("redshift", "x_max_r500", "subpixel")}
+
+
+def realistic_inputs(wildcards):
+    """The catalogue and the FITS folder when the clusters are real cutouts."""
+    real = config["realistic"]
+    return [real["catalogue"], real["fits_dir"]] if real["source"] == "fits" else []
+
+
+def eval_set_shards(wildcards):
+    sets = eval_sets(config)
+    if wildcards.eval_set not in sets:
+        raise ValueError(f"unknown test set {wildcards.eval_set!r}; this config has {sorted(sets)}")
+    return sets[wildcards.eval_set]["shards"]
+
+
+def eval_set_params(wildcards):
+    return canonical(eval_sets(config)[wildcards.eval_set])
+
+
+def scatter_free_shard():
+    """The scatter shard with sigma_int = 0 (its noise-free maps give the signal's slope)."""
+    zero = [s for s in config["scatter"]["sigma_int"] if s == 0]
+    return [f"results/sims/scatter/sigma{zero[0]:g}.zarr"] if zero else []
+
+
+def figures(name, caption):
+    """A figure in every configured format; the first goes into the report."""
+    paths = [f"results/figures/{name}.{ext}" for ext in config["figures"]["formats"]]
+    return [report(paths[0], caption=f"../report/{caption}", category="Figures")] + paths[1:]
+
+
+def grid_eval_maps():
+    """The mean-map files of the grid test sets (Figure 3)."""
+    sets = eval_sets(config)
+    return [f"results/eval/{name}/mean_maps.npz" for name in sets if sets[name]["kind"] == "grid"]

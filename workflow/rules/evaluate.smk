@@ -2,17 +2,6 @@ wildcard_constraints:
     eval_set="[a-z]+[0-9.]*",
 
 
-def eval_set_shards(wildcards):
-    sets = eval_sets(config)
-    if wildcards.eval_set not in sets:
-        raise ValueError(f"unknown test set {wildcards.eval_set!r}; this config has {sorted(sets)}")
-    return sets[wildcards.eval_set]["shards"]
-
-
-def eval_set_params(wildcards):
-    return canonical(eval_sets(config)[wildcards.eval_set])
-
-
 rule predict_set:
     input:
         model="results/model/mresunet.keras",
@@ -38,20 +27,10 @@ rule predict_set:
         "../scripts/predict_set.py"
 
 
-def scatter_free_shard():
-    """The scatter shard with sigma_int = 0 (its noise-free maps give the signal's slope)."""
-    zero = [s for s in config["scatter"]["sigma_int"] if s == 0]
-    return [f"results/sims/scatter/sigma{zero[0]:g}.zarr"] if zero else []
-
-
 rule summarize_results:
     input:
         predictions=expand("results/eval/{eval_set}/predictions.csv", eval_set=eval_sets(config)),
-        maps=[
-            f"results/eval/{name}/mean_maps.npz"
-            for name, s in eval_sets(config).items()
-            if s["kind"] == "grid"
-        ],
+        maps=grid_eval_maps(),
         baseline=expand("results/baseline/{eval_set}/predictions.csv", eval_set=eval_sets(config)),
         calibration="results/baseline/calibration.json",
         no_scatter=scatter_free_shard(),

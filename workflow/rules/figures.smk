@@ -1,14 +1,3 @@
-def figures(name, caption):
-    """A figure in every configured format; the first goes into the report."""
-    paths = [f"results/figures/{name}.{ext}" for ext in config["figures"]["formats"]]
-    return [report(paths[0], caption=f"../report/{caption}", category="Figures")] + paths[1:]
-
-
-def grid_eval_maps(wildcards=None):
-    sets = eval_sets(config)
-    return [f"results/eval/{name}/mean_maps.npz" for name in sets if sets[name]["kind"] == "grid"]
-
-
 rule plot_example:
     input:
         shard=f"results/sims/grid/M{mass_label(config['figures']['example_mass'])}.zarr",

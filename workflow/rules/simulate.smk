@@ -31,12 +31,6 @@ rule simulate_shard:
         "../scripts/simulate_shard.py"
 
 
-def realistic_inputs(wildcards):
-    """The catalogue and the FITS folder when the clusters are real cutouts."""
-    real = config["realistic"]
-    return [real["catalogue"], real["fits_dir"]] if real["source"] == "fits" else []
-
-
 rule simulate_realistic:
     input:
         spectra="results/spectra/spectra.ecsv",
