@@ -63,7 +63,7 @@ def _predict(net, inputs: np.ndarray, progress: Progress) -> np.ndarray:
     out = np.empty(inputs.shape[:3] + (2,), dtype=np.float32)
     for start in range(0, len(inputs), _BATCH):
         stop = min(start + _BATCH, len(inputs))
-        out[start:stop] = np.asarray(net(inputs[start:stop], training=False))
+        out[start:stop] = net.predict_on_batch(inputs[start:stop])
         progress.update(stop - start)
     return out
 

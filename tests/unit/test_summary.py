@@ -1,0 +1,160 @@
+"""The run summary on synthetic predictions with known answers: per-mass numbers, scatter fits,
+the network-vs-filter comparison and the claims' verdicts."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from szmass import summary as sm
+
+TRAINED = (1.0, 2.0, 4.0, 8.0)
+N = 4000
+#: Statistical tolerance on a width or a fraction estimated from N = 4000 draws (~3 sigma).
+WIDTH_RTOL = 0.05
+
+
+def _table(masses, ln_sigma, *, rng, bias=0.0, n=N):
+    m_true = np.repeat(np.asarray(masses) * 1e14, n)
+    m_est = m_true * np.exp(bias + ln_sigma * rng.standard_normal(m_true.size))
+    return pd.DataFrame(
+        {
+            "shard": "x",
+            "realization": np.arange(m_true.size),
+            "cluster_id": np.arange(m_true.size),
+            "z": 0.7,
+            "ln_scatter": 0.0,
+            "m200c_true": m_true,
+            "m200c_est": m_est,
+        }
+    )
+
+
+@pytest.fixture
+def run(tmp_path):
+    """Predictions of a good network (ln-width 0.1, unbiased) and a worse filter (0.3)."""
+    rng = np.random.default_rng(1)
+    paths, base = {}, {}
+    for name, masses in (("trained", TRAINED), ("extrapolated", (0.5, 10.0))):
+        for store, sigma, root in ((paths, 0.1, "net"), (base, 0.3, "mf")):
+            path = tmp_path / root / f"{name}.csv"
+            path.parent.mkdir(exist_ok=True)
+            _table(masses, sigma, rng=rng).to_csv(path, index=False)
+            store[name] = str(path)
+    for name, sigma_net, sigma_mf in (("scatter0.2", 0.15, 0.25), ("scatter0", 0.05, 0.2)):
+        m = rng.uniform(2, 7, N)
+        for store, sigma, root in ((paths, sigma_net, "net"), (base, sigma_mf, "mf")):
+            t = _table([1.0], sigma, rng=rng)
+            t["m200c_true"] = t["m200c_true"] * m
+            t["m200c_est"] = t["m200c_est"] * m
+            path = tmp_path / root / f"{name}.csv"
+            t.to_csv(path, index=False)
+            store[name] = str(path)
+    (tmp_path / "model.json").write_text(
+        json.dumps({"best_epoch": 20, "best_val_loss": 1e-3, "stopped_early": True})
+    )
+    (tmp_path / "history.csv").write_text(
+        "epoch,loss\n" + "".join(f"{e},0.1\n" for e in range(1, 36))
+    )
+    out = sm.summarize(
+        predictions=paths,
+        baseline_predictions=base,
+        maps=[],
+        no_scatter_shard=None,
+        sigma_int=0.2,
+        model_summary=str(tmp_path / "model.json"),
+        history=str(tmp_path / "history.csv"),
+        max_epochs=200,
+        train_masses_1e14=TRAINED,
+        out_json=str(tmp_path / "summary.json"),
+        out_markdown=str(tmp_path / "summary.md"),
+        out_per_mass=str(tmp_path / "per_mass.csv"),
+        out_claims=str(tmp_path / "claims.csv"),
+        n_boot=200,
+    )
+    return tmp_path, out
+
+
+def _claim(summary, start):
+    return next(c for c in summary["claims"] if c["claim"].startswith(start))
+
+
+def test_per_mass_numbers(run):
+    root, summary = run
+    trained = summary["per_mass"]["trained"]
+    # lognormal width 0.1: half the 16-84 range over M is sinh(0.1) = 0.1002
+    assert trained["max_dm_over_m"] == pytest.approx(np.sinh(0.1), rel=WIDTH_RTOL)
+    assert trained["max_abs_pull"] < 0.2
+    table = pd.read_csv(root / "per_mass.csv")
+    assert set(table["estimator"]) == {"network", "matched_filter"}
+    assert len(table) == 2 * (len(TRAINED) + 2)
+
+
+def test_scatter_fits_and_comparison(run):
+    _, summary = run
+    fits = summary["scatter"]["fits"]
+    assert fits["scatter0.2"]["sigma"] == pytest.approx(0.15, rel=WIDTH_RTOL)
+    assert fits["scatter0"]["sigma"] == pytest.approx(0.05, rel=WIDTH_RTOL)
+    comp = summary["baseline"]["comparison"]
+    assert comp["trained"]["lower_dm_over_m"] == "network"
+    assert comp["trained"]["dm_over_m_ratio_network_to_filter"] == pytest.approx(
+        np.sinh(0.1) / np.sinh(0.3), rel=WIDTH_RTOL
+    )
+    assert comp["scatter0.2"]["narrower"] == "network"
+    assert summary["baseline"]["scatter_fits"]["scatter0"]["sigma"] == pytest.approx(
+        0.2, rel=WIDTH_RTOL
+    )
+
+
+def test_claims_verdicts(run):
+    root, summary = run
+    assert _claim(summary, "training ends")["verdict"] == "agrees"
+    assert _claim(summary, "dM/M on trained")["verdict"] == "agrees"
+    assert _claim(summary, "no bias")["verdict"] == "agrees"
+    assert _claim(summary, "scatter test, sigma_int = 0.2: width")["verdict"] == "agrees"
+    assert _claim(summary, "scatter test without scatter")["verdict"] == "agrees"
+    # the extrapolated set is unbiased here, so it is reported, not judged
+    assert _claim(summary, "extrapolated")["verdict"] == "n/a"
+    md = (root / "summary.md").read_text()
+    assert "| dM/M on trained masses |" in md
+    assert json.loads((root / "summary.json").read_text())["training"]["epochs_run"] == 35
+
+
+def test_epoch_cap_and_bias_are_called_out(tmp_path):
+    rng = np.random.default_rng(2)
+    path = tmp_path / "trained.csv"
+    _table(TRAINED, 0.1, rng=rng, bias=0.3).to_csv(path, index=False)
+    (tmp_path / "model.json").write_text(json.dumps({"best_epoch": 30, "stopped_early": False}))
+    (tmp_path / "history.csv").write_text("epoch,loss\n1,0.1\n")
+    out = sm.summarize(
+        predictions={"trained": str(path)},
+        maps=[],
+        no_scatter_shard=None,
+        sigma_int=0.2,
+        model_summary=str(tmp_path / "model.json"),
+        history=str(tmp_path / "history.csv"),
+        max_epochs=30,
+        train_masses_1e14=TRAINED,
+        out_json=str(tmp_path / "s.json"),
+        out_markdown=str(tmp_path / "s.md"),
+        out_per_mass=str(tmp_path / "p.csv"),
+        out_claims=str(tmp_path / "c.csv"),
+    )
+    training = _claim(out, "training ends")
+    assert training["verdict"] == "differs" and "cap" in training["note"]
+    assert _claim(out, "no bias")["verdict"] == "differs"
+
+
+def test_too_few_positive_estimates_is_said_not_hidden():
+    t = _table([2.0], 0.1, rng=np.random.default_rng(3), n=5)
+    t["m200c_est"] = [-1.0, -2.0, 0.0, 3e14, -1.0]
+    fit = sm.ln_ratio_fit(t, n_boot=50, seed=0)
+    assert fit["n_nonpositive"] == 4 and "error" in fit and "sigma" not in fit
+
+
+def test_empty_predictions_raise(tmp_path):
+    path = tmp_path / "empty.csv"
+    pd.DataFrame(columns=["m200c_true", "m200c_est"]).to_csv(path, index=False)
+    with pytest.raises(ValueError, match="empty.csv"):
+        sm.read_predictions(path)
