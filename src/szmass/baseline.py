@@ -15,7 +15,6 @@ A map whose amplitude is <= 0 gets an estimate of 0: a non-detection, ranked low
 
 import json
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from . import matched_filter as mf
-from .evaluate import PREDICTION_COLUMNS, write_csv_atomic
+from .evaluate import PREDICTION_COLUMNS, write_csv_atomic, write_text_atomic
 from .io import open_shard
 from .spectra import read_spectra
 
@@ -98,11 +97,7 @@ def calibrate_baseline(
         "median_snr_best_scale": snr,
         "baseline": baseline,
     }
-    path = Path(out_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(json.dumps(result, indent=2) + "\n", out_path)
     return result
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats
-from .evaluate import write_csv_atomic
+from .evaluate import write_csv_atomic, write_text_atomic
 from .io import open_shard
 
 log = logging.getLogger("szmass.summary")
@@ -183,8 +183,8 @@ def summarize(
     summary["claims"] = claims(summary, sigma_int=sigma_int, train_masses_1e14=train_masses_1e14)
     write_csv_atomic(per_mass, out_per_mass)
     write_csv_atomic(pd.DataFrame(summary["claims"]), out_claims)
-    _write_text(out_json, json.dumps(_plain(summary), indent=2) + "\n")
-    _write_text(out_markdown, markdown(summary))
+    write_text_atomic(json.dumps(_plain(summary), indent=2) + "\n", out_json)
+    write_text_atomic(markdown(summary), out_markdown)
     return summary
 
 
@@ -509,11 +509,3 @@ def _plain(value):
     if isinstance(value, np.integer):
         return int(value)
     return value
-
-
-def _write_text(path: str, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -2,7 +2,16 @@ rule calibrate_baseline:
     input:
         spectra="results/spectra/spectra.ecsv",
         shards=train_shards(config),
-        code=src("baseline", "matched_filter", "cluster", "profiles", "maps", "io", "spectra"),
+        code=src(
+            "baseline",
+            "matched_filter",
+            "evaluate",
+            "cluster",
+            "profiles",
+            "maps",
+            "io",
+            "spectra",
+        ),
     output:
         "results/baseline/calibration.json",
     params:
@@ -26,7 +35,16 @@ rule baseline_set:
         spectra="results/spectra/spectra.ecsv",
         calibration="results/baseline/calibration.json",
         shards=eval_set_shards,
-        code=src("baseline", "matched_filter", "cluster", "profiles", "maps", "io", "spectra"),
+        code=src(
+            "baseline",
+            "matched_filter",
+            "evaluate",
+            "cluster",
+            "profiles",
+            "maps",
+            "io",
+            "spectra",
+        ),
     output:
         "results/baseline/{eval_set}/predictions.csv",
     params:
