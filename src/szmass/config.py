@@ -65,7 +65,7 @@ def check_config(config: dict[str, Any]) -> None:
             f"{2**depth}, which the network's {depth} stride-2 levels need"
         )
     for key, values in (
-        ("figures.sz_masses", config["figures"]["sz_masses"]),
+        ("evaluation.sz_masses", config["evaluation"]["sz_masses"]),
         ("figures.example_mass", [config["figures"]["example_mass"]]),
     ):
         for m in values:

@@ -62,7 +62,7 @@ def figure_example(
     half = norm["npix"] * norm["pixel_arcmin"] / 2
     extent = (-half, half, -half, half)
     m = float(p["m200c"][0]) / _E14
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), layout="constrained")
     _image(
         axes[0],
         p["inputs"][0, ..., 0] * norm["sky_scale"],
@@ -113,11 +113,15 @@ def figure_sz_maps(
     if missing:
         raise ValueError(
             f"figure 3: no mean maps for masses {missing} (have {sorted(by_mass)}); "
-            "pick figures.sz_masses from grid.masses"
+            "pick evaluation.sz_masses from grid.masses"
         )
     ratios = {}
     fig, axes = plt.subplots(
-        len(masses_1e14), 3, figsize=(11, 3.3 * len(masses_1e14)), squeeze=False
+        len(masses_1e14),
+        3,
+        figsize=(11, 3.3 * len(masses_1e14)),
+        squeeze=False,
+        layout="constrained",
     )
     for row, m in zip(axes, masses_1e14, strict=True):
         true, pred = by_mass[round(float(m), 6)]

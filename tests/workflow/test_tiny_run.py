@@ -419,9 +419,13 @@ RERUNS = {
         smk.set_key("figures", "dpi", 100),
         dict.fromkeys(FIG.values(), PARAMS_CHANGED),
     ),
-    "figures.sz_masses": (
-        smk.set_key("figures", "sz_masses", [2]),
-        {FIG["plot_sz_maps"]: PARAMS_CHANGED},
+    "figures.example_realization": (
+        smk.set_key("figures", "example_realization", 1),
+        {FIG["plot_example"]: PARAMS_CHANGED},
+    ),
+    "evaluation.sz_masses": (
+        smk.set_key("evaluation", "sz_masses", [2]),
+        {SUMMARY: PARAMS_CHANGED, FIG["plot_sz_maps"]: PARAMS_CHANGED},
     ),
 }
 

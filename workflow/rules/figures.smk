@@ -24,7 +24,7 @@ rule plot_sz_maps:
     output:
         figures("fig3_sz_maps", "fig3.rst"),
     params:
-        masses=config["figures"]["sz_masses"],
+        masses=config["evaluation"]["sz_masses"],
         pixel_arcmin=config["sky"]["pixel_arcmin"],
         dpi=config["figures"]["dpi"],
     log:

@@ -24,5 +24,6 @@ summarize(
     out_per_mass=snakemake.output.per_mass,
     out_claims=snakemake.output.claims,
     n_boot=snakemake.params.evaluation["n_bootstrap"],
+    sz_masses_1e14=snakemake.params.evaluation["sz_masses"],
     seed=snakemake.params.seed,
 )
