@@ -488,3 +488,16 @@ def test_copied_run_is_up_to_date(tiny_run_copy):
     """Guards test_code_change_reruns_its_stages: the copy alone reruns nothing."""
     proc = smk.run(tiny_run_copy, "-n", "--configfile", "config/test.yaml")
     assert "Nothing to be done" in proc.stdout, proc.stdout
+
+
+def test_report_holds_figures_captions_and_tables(tiny_run_copy):
+    """``snakemake --report``: one HTML file with every figure, its caption and the tables."""
+    proc = smk.run(
+        tiny_run_copy, "--report", "report.html", "--configfile", "config/test.yaml", timeout=300
+    )
+    assert proc.returncode == 0, proc.stdout
+    html = (tiny_run_copy / "report.html").read_text()
+    for name in FIGURE_RULES.values():
+        assert f"{name}.png" in html, name
+    assert "half the 16-84 range over" in html  # Figure 4's caption
+    assert "claims.csv" in html and "per_mass.csv" in html
