@@ -19,6 +19,7 @@ import pandas as pd  # noqa: E402
 from . import stats  # noqa: E402
 from .dataset import prepare, read_normalization  # noqa: E402
 from .io import open_shard  # noqa: E402
+from .summary import rescaled_estimates  # noqa: E402
 
 SET_STYLE = {
     "trained": {"marker": "o", "color": "C0", "label": "trained masses"},
@@ -325,9 +326,8 @@ def figure_realistic_from_outputs(
     """Figure 6 from the workflow's outputs (the r of each cluster comes from the shard)."""
     summary = json.loads(Path(summary_path).read_text())["realistic"]
     ds = open_shard(shard_path, variables=("cluster_r_measured",))
-    r = (ds.cluster_r_analytic if "cluster_r_analytic" in ds else ds.cluster_r_measured).values
     table = pd.read_csv(predictions_path)
-    est = table["m200c_est"].to_numpy() * r[table["cluster_id"].to_numpy().astype(int)]
+    est = rescaled_estimates(table, ds)
     keep = est > 0
     what = "real Compton-y cutouts" if source == "fits" else "stand-in clusters (not Magneticum)"
     fit = summary["fit_scaled"]

@@ -158,3 +158,16 @@ def test_empty_predictions_raise(tmp_path):
     pd.DataFrame(columns=["m200c_true", "m200c_est"]).to_csv(path, index=False)
     with pytest.raises(ValueError, match="empty.csv"):
         sm.read_predictions(path)
+
+
+def test_rescaling_follows_cluster_keys_not_positions():
+    """Real cutouts keep their catalogue rows as keys (2, 5, 9 here): each map's r is its own
+    cluster's, whatever the position of the cluster in the shard."""
+    import xarray as xr
+
+    ds = xr.Dataset(
+        {"cluster_r_measured": ("cluster", [1.1, 1.2, 1.3])}, coords={"cluster": [2, 5, 9]}
+    )
+    table = pd.DataFrame({"cluster_id": [9, 2, 5, 9], "m200c_est": [1.0, 1.0, 2.0, 3.0]})
+    np.testing.assert_allclose(sm.rescaled_estimates(table, ds), [1.3, 1.1, 2.4, 3.9])
+    assert sm.cluster_rescaling(ds)[1] == "measured"
