@@ -75,6 +75,14 @@ BAD_CONFIGS = {
     "unknown_training_key": (smk.set_key("training", "epochs", 3), "epochs"),
     "zero_batch_size": (smk.set_key("training", "batch_size", 0), "batch_size"),
     "lr_factor_of_one": (smk.set_key("training", "lr_factor", 1.0), "lr_factor"),
+    "sz_mass_not_in_grid": (smk.set_key("evaluation", "sz_masses", [3]), "evaluation.sz_masses"),
+    "fits_without_catalogue": (smk.set_key("realistic", "source", "fits"), "realistic.catalogue"),
+    "unknown_realistic_source": (smk.set_key("realistic", "source", "magneticum"), "magneticum"),
+    "filter_scales_reversed": (
+        smk.set_key("baseline", "scale_mass_range", [10, 0.5]),
+        "baseline.scale_mass_range",
+    ),
+    "unknown_figure_format": (smk.set_key("figures", "formats", ["gif"]), "gif"),
 }
 
 
