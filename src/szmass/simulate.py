@@ -23,8 +23,8 @@ log = logging.getLogger("szmass.simulate")
 
 SET_CODES = {"grid": 1, "scatter": 2, "realistic": 3}
 COMPONENT_CODES = {"field": 0, "noise": 1, "scatter": 2, "mass": 3}
-_CHUNK = 100  # maps per FFT batch; fixed so that results never depend on it
-_BEAM_CUTOFF = 1e-5  # the spectra table must reach an l where the beam is below this
+CHUNK = 100  # maps per FFT batch; fixed so that results never depend on it
+BEAM_CUTOFF = 1e-5  # the spectra table must reach an l where the beam is below this
 
 
 def mass_key(mass_1e14: float) -> int:
@@ -81,10 +81,10 @@ def simulate_maps(
     fwhm, z = sky["beam_fwhm_arcmin"], cluster["redshift"]
     pixel_rad = pixel_arcmin * ARCMIN
     n_pad = npix * sky["pad_factor"]
-    if fwhm > 0 and maps.beam_transfer(spectra_ell[-1], fwhm) > _BEAM_CUTOFF:
+    if fwhm > 0 and maps.beam_transfer(spectra_ell[-1], fwhm) > BEAM_CUTOFF:
         raise ValueError(
             f"spectra.lmax = {spectra_ell[-1]} is too low for a {fwhm}' beam "
-            f"(B_l = {maps.beam_transfer(spectra_ell[-1], fwhm):.1e} > {_BEAM_CUTOFF})"
+            f"(B_l = {maps.beam_transfer(spectra_ell[-1], fwhm):.1e} > {BEAM_CUTOFF})"
         )
     filt = maps.field_filter(
         ell=spectra_ell, cl=spectra_cl, n=n_pad, pixel_rad=pixel_rad, fwhm_arcmin=fwhm
@@ -116,8 +116,8 @@ def simulate_maps(
     out_sz = np.empty((n, npix, npix), dtype=np.float32)
     ln_scatter = np.empty(n)
     progress = Progress(n, "maps", log)
-    for start in range(0, n, _CHUNK):
-        idx = range(start, min(start + _CHUNK, n))
+    for start in range(0, n, CHUNK):
+        idx = range(start, min(start + CHUNK, n))
         white = np.stack(
             [
                 map_rng(seed, set_name, keys[i], realizations[i], "field").standard_normal(
@@ -191,7 +191,8 @@ def shard_dataset(
     return ds
 
 
-def _flat_attrs(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
+def flat_attrs(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` as flat attributes named ``prefix + key`` (e.g. ``sky_npix``)."""
     return {f"{prefix}{k}": v for k, v in values.items()}
 
 
@@ -258,9 +259,9 @@ def simulate_shard(
         "seed": seed,
         "sigma_int": sigma_int,
         **shard_attrs,
-        **_flat_attrs("sky_", sky),
-        **_flat_attrs("cluster_", cluster),
-        **_flat_attrs("cosmo_", cosmo),
+        **flat_attrs("sky_", sky),
+        **flat_attrs("cluster_", cluster),
+        **flat_attrs("cosmo_", cosmo),
         "spectra_lmax": int(spectra["ell"][-1]),
         "foregrounds": json.dumps(spectra.meta["foregrounds"], sort_keys=True),
         "description": "szmass simulated 150 GHz cutouts (Gupta & Reichardt 2020); "

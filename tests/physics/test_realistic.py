@@ -1,8 +1,8 @@
-"""The realistic-profile stand-in (``szmass.realistic``) against independent calculations:
-the Battaglia et al. 2012 (B12, arXiv:1109.3711) pressure profile and its integrals, the
-exact triaxial projection against a brute-force line-of-sight integral and its Y
-conservation, the line-of-sight halos against the mass function they are drawn from, the
-rescaling factors, and a small realistic shard through ``dataset.prepare``.
+"""The realistic-profile stand-in (``szmass.realistic``, ``szmass.b12``, ``szmass.los_halos``)
+against independent calculations: the Battaglia et al. 2012 (B12, arXiv:1109.3711) pressure
+profile and its integrals, the exact triaxial projection against a brute-force line-of-sight
+integral and its Y conservation, the line-of-sight halos against the mass function they are
+drawn from, the rescaling factors, and a small realistic shard through ``dataset.prepare``.
 
 The reference calculations use scipy.integrate.quad, CODATA constants from scipy, astropy's
 solar mass and a colossus cosmology set up here; they share only the B12 parameter values
@@ -22,7 +22,7 @@ from scipy import stats
 from scipy.integrate import quad, simpson
 from scipy.spatial.transform import Rotation
 
-from szmass import cluster, dataset, io, maps, profiles, realistic, simulate
+from szmass import b12, cluster, dataset, io, los_halos, maps, profiles, realistic, simulate
 
 #: config/config.yaml's cosmology plus the sigma8 CAMB derives for it (as tests/unit does).
 COSMO = {
@@ -191,16 +191,16 @@ POINTS = [(2e14, 0.65, 0.05), (4e14, 0.7, 0.3), (7e14, 0.75, 1.0), (1e13, 2.0, 2
 
 @pytest.mark.parametrize(("m", "z", "x"), POINTS)
 def test_b12_shape(m, z, x):
-    code = realistic.b12_shape(np.array(x), m200c_msun=m, z=z)
+    code = b12.b12_shape(np.array(x), m200c_msun=m, z=z)
     assert code == pytest.approx(_shape(x, m, z), rel=SHAPE_RTOL)
 
 
 @pytest.mark.parametrize(("m", "z"), [(2e14, 0.65), (7e14, 0.75)])
 def test_p200_and_r200(ref, m, z):
-    assert realistic.b12_p200_kev_cm3(m, z=z, cosmo=COSMO) == pytest.approx(
+    assert b12.b12_p200_kev_cm3(m, z=z, cosmo=COSMO) == pytest.approx(
         _p200_kev_cm3(ref, m, z), rel=CONSTANTS_RTOL
     )
-    assert realistic.r200c_mpc(m, z=z, cosmo=COSMO) * MPC_CM / 100 == pytest.approx(
+    assert b12.r200c_mpc(m, z=z, cosmo=COSMO) * MPC_CM / 100 == pytest.approx(
         _r200_m(ref, m, z), rel=CONSTANTS_RTOL
     )
 
@@ -208,15 +208,15 @@ def test_p200_and_r200(ref, m, z):
 def test_y_profile_vs_quad(ref):
     m, z, x_max = 4e14, 0.7, 4.0
     big_x = np.array([0.01, 0.1, 0.5, 1.0, 2.5])
-    code = realistic.b12_y_profile(big_x, m200c_msun=m, z=z, cosmo=COSMO, x_max=x_max)
+    code = b12.b12_y_profile(big_x, m200c_msun=m, z=z, cosmo=COSMO, x_max=x_max)
     expected = [_y_los(ref, x, m, z, x_max) for x in big_x]
     np.testing.assert_allclose(code, expected, rtol=Y_PROFILE_RTOL)
-    assert realistic.b12_y_profile(np.array(x_max), m200c_msun=m, z=z, cosmo=COSMO) == 0.0
+    assert b12.b12_y_profile(np.array(x_max), m200c_msun=m, z=z, cosmo=COSMO) == 0.0
 
 
 @pytest.mark.parametrize(("m", "z"), [(2e14, 0.65), (7e14, 0.75)])
 def test_y_sph_r200_vs_quad(ref, m, z):
-    code = realistic.b12_y_sph_mpc2(m200c_msun=m, z=z, cosmo=COSMO, x=1.0)
+    code = b12.b12_y_sph_mpc2(m200c_msun=m, z=z, cosmo=COSMO, x=1.0)
     assert code == pytest.approx(_y_sph_mpc2(ref, m, z, 1.0), rel=Y_SPH_RTOL)
 
 
@@ -230,7 +230,7 @@ ROT_TRI = Rotation.from_euler("zyz", [0.4, 1.0, -0.7]).as_matrix()
 def test_triaxial_projection_vs_brute_force(ref):
     """y at sky points (u_x, u_y) [R200]: quad of P_e(r_e) along l, r_e^2 = w^T D w with
     w = R^T (u_x, u_y, l) in the body frame, semi-axes (1, q, s)/(q s)^(1/3)."""
-    q2, amp = realistic.ellipsoid_projection(q=Q_TRI, s=S_TRI, rotation=ROT_TRI)
+    q2, amp = b12.ellipsoid_projection(q=Q_TRI, s=S_TRI, rotation=ROT_TRI)
     axes = np.array([1.0, Q_TRI, S_TRI]) / (Q_TRI * S_TRI) ** (1 / 3)
     r200_cm = _r200_m(ref, M_TRI, Z_TRI) * 100
     for ux, uy in [(0.05, 0.0), (0.3, -0.2), (-0.6, 0.9)]:
@@ -245,7 +245,7 @@ def test_triaxial_projection_vs_brute_force(ref):
         brute *= r200_cm * SIGMA_T_CM2 / ME_C2_KEV
         u = np.array([ux, uy])
         r_e_proj = math.sqrt(u @ q2 @ u)
-        code = amp * realistic.b12_y_profile(
+        code = amp * b12.b12_y_profile(
             np.array(r_e_proj), m200c_msun=M_TRI, z=Z_TRI, cosmo=COSMO, x_max=X_MAX_TRI
         )
         assert code == pytest.approx(brute, rel=TRIAXIAL_LOS_RTOL), (ux, uy)
@@ -259,9 +259,9 @@ def test_triaxial_map_conserves_y(ref):
     axes = np.array([1.0, Q_TRI, S_TRI]) / (Q_TRI * S_TRI) ** (1 / 3)
     assert X_MAX_TRI * theta200 * axes.max() < n / 2 * pixel - 1.0  # map holds it
     common = dict(m200c_msun=M_TRI, z=Z_TRI, cosmo=COSMO, n=n, pixel_arcmin=pixel, subpixel=sub)
-    sphere = realistic.b12_y_map(x_max=X_MAX_TRI, **common).sum() * pixel**2
+    sphere = b12.b12_y_map(x_max=X_MAX_TRI, **common).sum() * pixel**2
     tri = (
-        realistic.b12_y_map(
+        b12.b12_y_map(
             x_max=X_MAX_TRI, q=Q_TRI, s=S_TRI, rotation=ROT_TRI, centre_arcmin=(0.3, -0.2), **common
         ).sum()
         * pixel**2
@@ -325,14 +325,14 @@ def _fractions(edges, bins):
 
 
 def test_los_expected_counts_vs_integral(expected_counts):
-    table = realistic.los_expected_counts(
+    table = los_halos.los_expected_counts(
         area_arcmin2=LOS_AREA, z_range=LOS_Z, m_range=LOS_M, cosmo=COSMO
     )
     np.testing.assert_allclose(_binned(table), expected_counts, rtol=LOS_COUNTS_RTOL)
 
 
 def test_los_draw_follows_mass_function(expected_counts):
-    halos = realistic.draw_los_halos(
+    halos = los_halos.draw_los_halos(
         rng=np.random.default_rng(20200313),
         area_arcmin2=LOS_AREA,
         z_range=LOS_Z,
@@ -386,9 +386,7 @@ def test_rescale_factors_agree_for_a_spherical_cluster():
     )
     maps_ = np.stack(
         [
-            realistic.b12_y_map(
-                m200c_msun=mi, z=zi, cosmo=COSMO, n=40, pixel_arcmin=0.25, subpixel=4
-            )
+            b12.b12_y_map(m200c_msun=mi, z=zi, cosmo=COSMO, n=40, pixel_arcmin=0.25, subpixel=4)
             for mi, zi in zip(m, z, strict=True)
         ]
     )

@@ -465,6 +465,8 @@ def test_config_key_order_does_not_rerun(tiny_run, tmp_path):
         pytest.param("train", {MODEL}, id="train"),
         pytest.param("matched_filter", {CALIB, *BASE.values()}, id="matched_filter"),
         pytest.param("realistic", {REALISTIC_SHARD}, id="realistic"),
+        pytest.param("b12", {REALISTIC_SHARD}, id="b12"),
+        pytest.param("los_halos", {REALISTIC_SHARD}, id="los_halos"),
         pytest.param("stats", {SUMMARY, FIG["plot_scatter"], FIG["plot_realistic"]}, id="stats"),
         pytest.param("figures", set(FIG.values()), id="figures"),
     ],

@@ -37,6 +37,8 @@ rule simulate_realistic:
         real=realistic_inputs,
         code=src(
             "realistic",
+            "b12",
+            "los_halos",
             "realmaps",
             "simulate",
             "cluster",
