@@ -41,7 +41,7 @@ from .b12 import b12_y_map, b12_y_table, b12_y_tables, ellipsoid_projection, pai
 from .cluster import beam_margin_pix, cluster_y_map
 from .logs import Progress
 from .los_halos import LOS_M_MAX_MSUN, draw_los_halos
-from .simulate import BEAM_CUTOFF, CHUNK, flat_attrs, map_rng
+from .simulate import flat_attrs, map_rng, sky_components
 from .spectra import read_spectra
 from .units import ARCMIN
 
@@ -487,22 +487,11 @@ def add_sky(
         cluster-major (map i = cluster i // n_realizations, realization i % n_realizations),
         ``cluster_index`` (position in the inputs) and ``cmb_realization`` per map.
     """
-    npix, pixel_arcmin, fwhm = sky["npix"], sky["pixel_arcmin"], sky["beam_fwhm_arcmin"]
-    pixel_rad = pixel_arcmin * ARCMIN
-    n_pad = npix * sky["pad_factor"]
-    if fwhm > 0 and maps.beam_transfer(spectra_ell[-1], fwhm) > BEAM_CUTOFF:
-        raise ValueError(
-            f"spectra.lmax = {spectra_ell[-1]} is too low for a {fwhm}' beam "
-            f"(B_l = {maps.beam_transfer(spectra_ell[-1], fwhm):.1e} > {BEAM_CUTOFF})"
-        )
+    npix = sky["npix"]
     keys = np.asarray(cluster_keys, dtype=np.int64)
     if len(keys) != len(y_cluster):
         raise ValueError(f"{len(keys)} cluster keys for {len(y_cluster)} cluster maps")
-    filt = maps.field_filter(
-        ell=spectra_ell, cl=spectra_cl, n=n_pad, pixel_rad=pixel_rad, fwhm_arcmin=fwhm
-    )
     window = maps.apodization_window(npix, sky["apodization_width_pix"])
-    noise_rms = maps.white_noise_rms_per_pixel(sky["noise_uk_arcmin"], pixel_arcmin)
     sz_uk = y_to_uk(y_cluster, sky=sky, cosmo=cosmo, threads=threads)
     los_uk = (
         np.zeros_like(sz_uk)
@@ -516,28 +505,21 @@ def add_sky(
     out_sky = np.empty((n, npix, npix), dtype=np.float32)
     out_sz = np.empty((n, npix, npix), dtype=np.float32)
     progress = Progress(n, "realistic maps", log)
-    for start in range(0, n, CHUNK):
-        idx = range(start, min(start + CHUNK, n))
-        white = np.stack(
-            [
-                map_rng(
-                    seed, "realistic", keys[cluster_index[i]], realization[i], "field"
-                ).standard_normal((n_pad, n_pad))
-                for i in idx
-            ]
-        )
-        field = maps.crop_center(maps.gaussian_fields(white, filt, workers=threads), npix)
-        for j, i in enumerate(idx):
-            c = cluster_index[i]
-            noise = (
-                map_rng(seed, "realistic", keys[c], realization[i], "noise").standard_normal(
-                    (npix, npix)
-                )
-                * noise_rms
-            )
-            out_sz[i] = sz_uk[c]
-            out_sky[i] = window * (field[j] + sz_uk[c] + los_uk[c] + noise)
-        progress.update(len(idx))
+    components = sky_components(
+        spectra_ell=spectra_ell,
+        spectra_cl=spectra_cl,
+        sky=sky,
+        set_name="realistic",
+        seed=seed,
+        keys=keys[cluster_index],
+        realizations=realization,
+        threads=threads,
+    )
+    for i, field, noise in components:
+        c = cluster_index[i]
+        out_sz[i] = sz_uk[c]
+        out_sky[i] = window * (field + sz_uk[c] + los_uk[c] + noise)
+        progress.update(1)
     return {
         "sky": out_sky,
         "sz": out_sz,

@@ -8,6 +8,7 @@ job order, chunking or number of threads.
 
 import json
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -51,6 +52,55 @@ def scatter_set_masses(
     )
 
 
+def sky_components(
+    *,
+    spectra_ell: np.ndarray,
+    spectra_cl: np.ndarray,
+    sky: dict[str, Any],
+    set_name: str,
+    seed: int,
+    keys: np.ndarray,
+    realizations: np.ndarray,
+    threads: int = 1,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Yield ``(i, field, noise)`` for map i of ``keys``/``realizations`` (n,): the
+    beam-convolved CMB + foreground field [uK] (a Gaussian field on the padded grid, centre
+    cropped) and the white noise [uK], each from the map's own stream. The fields are drawn
+    ``CHUNK`` maps per FFT batch; every map-making path (grid, scatter, realistic) uses this.
+    """
+    npix, pixel_arcmin, fwhm = sky["npix"], sky["pixel_arcmin"], sky["beam_fwhm_arcmin"]
+    n_pad = npix * sky["pad_factor"]
+    if fwhm > 0 and maps.beam_transfer(spectra_ell[-1], fwhm) > BEAM_CUTOFF:
+        raise ValueError(
+            f"spectra.lmax = {spectra_ell[-1]} is too low for a {fwhm}' beam "
+            f"(B_l = {maps.beam_transfer(spectra_ell[-1], fwhm):.1e} > {BEAM_CUTOFF})"
+        )
+    filt = maps.field_filter(
+        ell=spectra_ell, cl=spectra_cl, n=n_pad, pixel_rad=pixel_arcmin * ARCMIN, fwhm_arcmin=fwhm
+    )
+    noise_rms = maps.white_noise_rms_per_pixel(sky["noise_uk_arcmin"], pixel_arcmin)
+    n = len(keys)
+    for start in range(0, n, CHUNK):
+        idx = range(start, min(start + CHUNK, n))
+        white = np.stack(
+            [
+                map_rng(seed, set_name, keys[i], realizations[i], "field").standard_normal(
+                    (n_pad, n_pad)
+                )
+                for i in idx
+            ]
+        )
+        field = maps.crop_center(maps.gaussian_fields(white, filt, workers=threads), npix)
+        for j, i in enumerate(idx):
+            noise = (
+                map_rng(seed, set_name, keys[i], realizations[i], "noise").standard_normal(
+                    (npix, npix)
+                )
+                * noise_rms
+            )
+            yield i, field[j], noise
+
+
 def simulate_maps(
     *,
     m200c_msun: np.ndarray,
@@ -79,18 +129,7 @@ def simulate_maps(
     """
     npix, pixel_arcmin = sky["npix"], sky["pixel_arcmin"]
     fwhm, z = sky["beam_fwhm_arcmin"], cluster["redshift"]
-    pixel_rad = pixel_arcmin * ARCMIN
-    n_pad = npix * sky["pad_factor"]
-    if fwhm > 0 and maps.beam_transfer(spectra_ell[-1], fwhm) > BEAM_CUTOFF:
-        raise ValueError(
-            f"spectra.lmax = {spectra_ell[-1]} is too low for a {fwhm}' beam "
-            f"(B_l = {maps.beam_transfer(spectra_ell[-1], fwhm):.1e} > {BEAM_CUTOFF})"
-        )
-    filt = maps.field_filter(
-        ell=spectra_ell, cl=spectra_cl, n=n_pad, pixel_rad=pixel_rad, fwhm_arcmin=fwhm
-    )
     window = maps.apodization_window(npix, sky["apodization_width_pix"])
-    noise_rms = maps.white_noise_rms_per_pixel(sky["noise_uk_arcmin"], pixel_arcmin)
 
     # The cluster: one profile per distinct mass, reused for all its realizations.
     unique_m200, inverse = np.unique(m200c_msun, return_inverse=True)
@@ -116,33 +155,26 @@ def simulate_maps(
     out_sz = np.empty((n, npix, npix), dtype=np.float32)
     ln_scatter = np.empty(n)
     progress = Progress(n, "maps", log)
-    for start in range(0, n, CHUNK):
-        idx = range(start, min(start + CHUNK, n))
-        white = np.stack(
-            [
-                map_rng(seed, set_name, keys[i], realizations[i], "field").standard_normal(
-                    (n_pad, n_pad)
-                )
-                for i in idx
-            ]
+    components = sky_components(
+        spectra_ell=spectra_ell,
+        spectra_cl=spectra_cl,
+        sky=sky,
+        set_name=set_name,
+        seed=seed,
+        keys=keys,
+        realizations=realizations,
+        threads=threads,
+    )
+    for i, field, noise in components:
+        delta = (
+            sigma_int
+            * map_rng(seed, set_name, keys[i], realizations[i], "scatter").standard_normal()
         )
-        field = maps.crop_center(maps.gaussian_fields(white, filt, workers=threads), npix)
-        for j, i in enumerate(idx):
-            noise = (
-                map_rng(seed, set_name, keys[i], realizations[i], "noise").standard_normal(
-                    (npix, npix)
-                )
-                * noise_rms
-            )
-            delta = (
-                sigma_int
-                * map_rng(seed, set_name, keys[i], realizations[i], "scatter").standard_normal()
-            )
-            sz = templates[inverse[i]] * np.exp(delta)
-            ln_scatter[i] = delta
-            out_sz[i] = sz
-            out_sky[i] = window * (field[j] + sz + noise)
-        progress.update(len(idx))
+        sz = templates[inverse[i]] * np.exp(delta)
+        ln_scatter[i] = delta
+        out_sz[i] = sz
+        out_sky[i] = window * (field + sz + noise)
+        progress.update(1)
     return {
         "sky": out_sky,
         "sz": out_sz,
