@@ -8,7 +8,7 @@ rule predict_set:
         model_normalization="results/model/normalization.json",
         data_normalization="results/datasets/normalization.json",
         shards=eval_set_shards,
-        code=src("evaluate", "dataset", "io", "profiles", "cosmology", "cluster"),
+        code=src("evaluate", "dataset", "train", "io", "profiles", "cosmology", "cluster"),
     output:
         predictions="results/eval/{eval_set}/predictions.csv",
         maps="results/eval/{eval_set}/mean_maps.npz",
