@@ -19,8 +19,8 @@ import numpy as np
 import scipy.fft
 import yaml
 
-from szmass import matched_filter as mf
-from szmass import profiles
+from szmass.baseline import matched_filter as mf
+from szmass.sky import profiles
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,7 +60,7 @@ def main() -> None:
     cluster = {k: cl_cfg[k] for k in ("redshift", "x_max_r500", "subpixel")}
 
     if args.camb:
-        from szmass.spectra import compute_spectra
+        from szmass.sky.spectra import compute_spectra
 
         table = compute_spectra(cosmology=cfg["cosmology"], **cfg["spectra"])
         cosmo = dict(table.meta["cosmology"])

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from szmass import maps
-from szmass.simulate import map_rng, scatter_set_masses, simulate_maps
-from szmass.spectra import compute_spectra
+from szmass.sky import maps
+from szmass.sky.simulate import map_rng, scatter_set_masses, simulate_maps
+from szmass.sky.spectra import compute_spectra
 from szmass.units import ARCMIN
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from szmass.io import write_zarr_atomic  # noqa: E402
-from szmass.train import configure_tensorflow, epoch_batches, load_set  # noqa: E402
+from szmass.network.train import configure_tensorflow, epoch_batches, load_set  # noqa: E402
 
 INPUT_SIZE = 40
 BATCH = 4
@@ -196,7 +196,7 @@ def build(width: int, dtype: str):
     """The compiled mResUNet of base width ``width`` under precision ``dtype``."""
     import keras
 
-    from szmass.model import build_mresunet
+    from szmass.network.model import build_mresunet
 
     keras.mixed_precision.set_global_policy(DTYPES[dtype])
     try:

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from colossus.cosmology import cosmology as colossus_cosmology
 
-from szmass import spectra
+from szmass.sky import spectra
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_PATH = REPO / "config" / "config.yaml"

@@ -15,7 +15,7 @@ from astropy import constants as astro_const
 from scipy import constants as const
 from scipy.integrate import quad
 
-from szmass import cluster, profiles
+from szmass.sky import cluster, profiles
 
 # A10 parameters as SPEC states them (P0 in h70^-3/2, P500 in h70^2 keV cm^-3).
 P0, C500, GAMMA, ALPHA, BETA = 8.403, 1.177, 0.3081, 1.0510, 5.4905

@@ -9,7 +9,7 @@ from colossus.cosmology import cosmology as colossus_cosmology
 from colossus.halo import concentration, mass_adv
 from scipy.optimize import brentq
 
-from szmass import maps, profiles
+from szmass.sky import maps, profiles
 from szmass.units import ARCMIN
 
 Z = 0.7

@@ -11,9 +11,9 @@ import math
 import numpy as np
 import pytest
 
-from szmass import cluster as cluster_mod
-from szmass import maps, profiles, simulate
-from szmass import matched_filter as mf
+from szmass.baseline import matched_filter as mf
+from szmass.sky import cluster as cluster_mod
+from szmass.sky import maps, profiles, simulate
 
 SEED = 20200313
 NPIX = 24

@@ -22,7 +22,11 @@ from scipy import stats
 from scipy.integrate import quad, simpson
 from scipy.spatial.transform import Rotation
 
-from szmass import b12, cluster, dataset, io, los_halos, maps, profiles, realistic, simulate
+from szmass import io
+from szmass.network import dataset
+from szmass.realistic import b12, los_halos
+from szmass.realistic import standin as realistic
+from szmass.sky import cluster, maps, profiles, simulate
 
 #: config/config.yaml's cosmology plus the sigma8 CAMB derives for it (as tests/unit does).
 COSMO = {

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from szmass import cluster, maps, profiles, simulate
+from szmass.sky import cluster, maps, profiles, simulate
 from szmass.units import ARCMIN
 
 SEED = 20200313

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from szmass import maps, spectra
+from szmass.sky import maps, spectra
 from szmass.units import ARCMIN
 
 # --- Gaussian fields ----------------------------------------------------------------------

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from szmass.dataset import split_dataset
-from szmass.simulate import simulate_shard
+from szmass.network.dataset import split_dataset
+from szmass.sky.simulate import simulate_shard
 
 #: config/config.yaml's cosmology plus the derived sigma8 the spectra stage adds.
 COSMO = {

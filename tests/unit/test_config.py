@@ -13,7 +13,7 @@ from szmass.config import (
     scatter_shards,
     shard_spec,
 )
-from szmass.simulate import simulate_shard
+from szmass.sky.simulate import simulate_shard
 
 SCHEMA = "workflow/schemas/config.schema.yaml"
 

@@ -8,8 +8,8 @@ import pytest
 import xarray as xr
 from scipy import integrate
 
-from szmass import cosmology, profiles
-from szmass.dataset import (
+from szmass.io import open_shard, write_zarr_atomic
+from szmass.network.dataset import (
     NORMALIZATION_KEYS,
     mass_map,
     nfw_projected_shape,
@@ -18,8 +18,8 @@ from szmass.dataset import (
     read_normalization,
     write_normalization,
 )
-from szmass.io import open_shard, write_zarr_atomic
-from szmass.simulate import shard_dataset
+from szmass.sky import cosmology, profiles
+from szmass.sky.simulate import shard_dataset
 from szmass.units import ARCMIN
 
 from .conftest import COSMO, MASSES, TRAIN, VAL, split

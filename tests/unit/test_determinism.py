@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from szmass.simulate import COMPONENT_CODES, SET_CODES, map_rng, mass_key, simulate_maps
+from szmass.sky.simulate import COMPONENT_CODES, SET_CODES, map_rng, mass_key, simulate_maps
 
 from .conftest import COSMO
 
@@ -122,7 +122,7 @@ def test_the_cluster_is_the_only_difference_between_scatter_values():
     b = _grid(range(3), sigma=0.2)
     np.testing.assert_array_equal(a["m500c"], b["m500c"])
     assert not np.array_equal(a["sz"], b["sz"])
-    from szmass.maps import apodization_window
+    from szmass.sky.maps import apodization_window
 
     window = apodization_window(SKY["npix"], SKY["apodization_width_pix"])
     diff = (a["sky"] - window * a["sz"]) - (b["sky"] - window * b["sz"])

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from szmass.dataset import read_normalization, write_normalization
-from szmass.evaluate import PREDICTION_COLUMNS, check_normalizations, predict_set
-from szmass.model import build_mresunet
+from szmass.network.dataset import read_normalization, write_normalization
+from szmass.network.model import build_mresunet
+from szmass.network.predict import PREDICTION_COLUMNS, check_normalizations, predict_set
 
 from .conftest import MASSES, N_REALIZATIONS, simulate_grid, sky, split
 
@@ -67,8 +67,8 @@ def test_estimate_is_the_central_pixel_times_m_norm(model16, shards16, tmp_path)
     """The mass estimate: channel 1's central pixel times M_norm, for the prepared input."""
     import keras
 
-    from szmass.dataset import prepare
     from szmass.io import open_shard
+    from szmass.network.dataset import prepare
 
     table = _predict(model16, shards16[:1], tmp_path)
     norm = read_normalization(model16 / "normalization.json")
@@ -111,7 +111,7 @@ def test_check_normalizations_accepts_equal_constants():
 
 def test_shard_of_another_pixel_size_is_refused(model16, tmp_path):
     """A test shard at 0.5' pixels against a model trained on 0.25': an error naming both."""
-    import szmass.simulate as simulate
+    import szmass.sky.simulate as simulate
 
     from .conftest import CLUSTER, SHARD_SEED, write_spectra
 
@@ -141,7 +141,7 @@ def test_shard_of_another_map_size_is_refused(model16, tmp_path):
 
 def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     """A table write that dies half-way leaves neither the table nor a temporary file."""
-    from szmass.evaluate import write_csv_atomic
+    from szmass.network.predict import write_csv_atomic
 
     def half_write(self, path, **kw):
         Path(path).write_text("shard,realization\nM1,")

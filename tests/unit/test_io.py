@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 
 from szmass.io import SHARD_VARIABLES, ShardError, open_shard, write_zarr_atomic
-from szmass.simulate import shard_dataset
+from szmass.sky.simulate import shard_dataset
 
 N, NPIX = 6, 8
 

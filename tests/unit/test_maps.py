@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from szmass import maps
+from szmass.sky import maps
 from szmass.units import ARCMIN
 
 # --- ell_grid -----------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import pytest
 import xarray as xr
 from keras import layers
 
-from szmass.model import build_mresunet
+from szmass.network.model import build_mresunet
 
 # Keras 3.15 converts TF variables with np.array(copy=False), which NumPy 2 deprecates.
 pytestmark = [

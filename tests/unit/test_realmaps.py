@@ -9,7 +9,11 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from scipy.special import ndtr
 
-from szmass import dataset, io, profiles, realistic, realmaps
+from szmass import io
+from szmass.network import dataset
+from szmass.realistic import fits as realmaps
+from szmass.realistic import standin as realistic
+from szmass.sky import profiles
 
 from .conftest import COSMO, sky, write_spectra
 

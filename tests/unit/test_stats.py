@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from szmass import stats
+from szmass.report import stats
 
 #: z of the 84th percentile of a unit Gaussian (the 16th is its negative).
 Z84 = NormalDist().inv_cdf(0.84)

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from szmass import summary as sm
+from szmass.report import summary as sm
 
 TRAINED = (1.0, 2.0, 4.0, 8.0)
 N = 4000

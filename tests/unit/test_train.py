@@ -25,9 +25,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from szmass.dataset import _as_dataset
 from szmass.io import write_zarr_atomic
-from szmass.train import HISTORY_FIELDS, epoch_batches, load_set, train_model
+from szmass.network.dataset import _as_dataset
+from szmass.network.train import HISTORY_FIELDS, epoch_batches, load_set, train_model
 
 pytestmark = [
     # Keras 3.15 converts TF variables with np.array(copy=False), which NumPy 2 deprecates.
@@ -121,7 +121,7 @@ def _train(data: Path, out: Path, **settings):
 CHILD = """
 import json, sys
 from szmass.logs import setup_logging
-from szmass.train import train_model
+from szmass.network.train import train_model
 setup_logging(None)
 for kwargs in json.loads(sys.argv[1]):
     train_model(**kwargs)
@@ -526,7 +526,7 @@ def test_configure_after_tf_ran():
     test session, an evaluation script that trains)."""
     import tensorflow as tf
 
-    from szmass.train import configure_tensorflow
+    from szmass.network.train import configure_tensorflow
 
     tf.constant(1.0) + 1.0  # TensorFlow's runtime is up
     threads = tf.config.threading.get_intra_op_parallelism_threads() + 1  # another size

@@ -48,14 +48,14 @@ def test_paper_dry_run(workflow_copy, paper_config):
     assert [p for p in split if p.startswith("results/")] == [
         f"results/sims/grid/M{mass_label(m)}.zarr" for m in paper_config["split"]["train_masses"]
     ]
-    assert "src/szmass/dataset.py" in split
+    assert "src/szmass/network/dataset.py" in split
     train = inputs["results/model/mresunet.keras"]
     assert [p for p in train if p.startswith("results/")] == [
         "results/datasets/train.zarr",
         "results/datasets/val.zarr",
         "results/datasets/normalization.json",
     ]
-    assert {"src/szmass/train.py", "src/szmass/model.py"} <= set(train)
+    assert {"src/szmass/network/train.py", "src/szmass/network/model.py"} <= set(train)
     assert not (workflow_copy / "results").exists()
 
 

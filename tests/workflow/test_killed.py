@@ -28,7 +28,7 @@ SPECTRA = "results/spectra/spectra.ecsv"
 SCRIPT = """
 import json, sys
 from szmass.logs import setup_logging
-from szmass.simulate import simulate_shard
+from szmass.sky.simulate import simulate_shard
 setup_logging(None)
 kwargs = json.loads(sys.argv[1])
 print("READY", flush=True)

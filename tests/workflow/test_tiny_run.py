@@ -19,8 +19,8 @@ from szmass.config import (
     scatter_shards,
     train_shards,
 )
-from szmass.cosmology import COSMOLOGY_KEYS
-from szmass.maps import apodization_window
+from szmass.sky.cosmology import COSMOLOGY_KEYS
+from szmass.sky.maps import apodization_window
 
 from . import smk
 
@@ -200,7 +200,7 @@ def test_trained_model(tiny_run):
     and its normalization (the data set's, plus the training's summary) travels with it."""
     import keras
 
-    from szmass.model import build_mresunet
+    from szmass.network.model import build_mresunet
 
     net = keras.saving.load_model(tiny_run.path / MODEL_OUTPUTS[0])
     npix = CONFIG["sky"]["npix"]
@@ -458,17 +458,21 @@ def test_config_key_order_does_not_rerun(tiny_run, tmp_path):
 @pytest.mark.parametrize(
     ("module", "expected"),
     [
-        pytest.param("spectra", {SPECTRA}, id="spectra"),
+        pytest.param("sky/spectra", {SPECTRA}, id="spectra"),
         pytest.param("units", {*SHARDS, REALISTIC_SHARD, SPLIT}, id="units"),
-        pytest.param("dataset", {SPLIT, MODEL, *PRED.values(), FIG["plot_example"]}, id="dataset"),
-        pytest.param("model", {MODEL}, id="model"),
-        pytest.param("train", {MODEL}, id="train"),
-        pytest.param("matched_filter", {CALIB, *BASE.values()}, id="matched_filter"),
-        pytest.param("realistic", {REALISTIC_SHARD}, id="realistic"),
-        pytest.param("b12", {REALISTIC_SHARD}, id="b12"),
-        pytest.param("los_halos", {REALISTIC_SHARD}, id="los_halos"),
-        pytest.param("stats", {SUMMARY, FIG["plot_scatter"], FIG["plot_realistic"]}, id="stats"),
-        pytest.param("figures", set(FIG.values()), id="figures"),
+        pytest.param(
+            "network/dataset", {SPLIT, MODEL, *PRED.values(), FIG["plot_example"]}, id="dataset"
+        ),
+        pytest.param("network/model", {MODEL}, id="model"),
+        pytest.param("network/train", {MODEL}, id="train"),
+        pytest.param("baseline/matched_filter", {CALIB, *BASE.values()}, id="matched_filter"),
+        pytest.param("realistic/standin", {REALISTIC_SHARD}, id="realistic"),
+        pytest.param("realistic/b12", {REALISTIC_SHARD}, id="b12"),
+        pytest.param("realistic/los_halos", {REALISTIC_SHARD}, id="los_halos"),
+        pytest.param(
+            "report/stats", {SUMMARY, FIG["plot_scatter"], FIG["plot_realistic"]}, id="stats"
+        ),
+        pytest.param("report/figures", set(FIG.values()), id="figures"),
     ],
 )
 def test_code_change_reruns_its_stages(tiny_run_copy, module, expected):

@@ -8,7 +8,15 @@ rule predict_set:
         model_normalization="results/model/normalization.json",
         data_normalization="results/datasets/normalization.json",
         shards=eval_set_shards,
-        code=src("evaluate", "dataset", "train", "io", "profiles", "cosmology", "cluster"),
+        code=src(
+            "network/predict",
+            "network/dataset",
+            "network/train",
+            "io",
+            "sky/profiles",
+            "sky/cosmology",
+            "sky/cluster",
+        ),
     output:
         predictions="results/eval/{eval_set}/predictions.csv",
         maps="results/eval/{eval_set}/mean_maps.npz",
@@ -37,7 +45,7 @@ rule summarize_results:
         realistic=REALISTIC_SHARD,
         model_summary="results/model/normalization.json",
         history="results/model/history.csv",
-        code=src("summary", "stats", "evaluate", "io"),
+        code=src("report/summary", "report/stats", "network/predict", "io"),
     output:
         summary=report("results/summary.json", category="Summary"),
         markdown="results/summary.md",

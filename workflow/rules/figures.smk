@@ -2,7 +2,7 @@ rule plot_example:
     input:
         shard=f"results/sims/grid/M{mass_label(config['figures']['example_mass'])}.zarr",
         normalization="results/datasets/normalization.json",
-        code=src("figures", "dataset"),
+        code=src("report/figures", "network/dataset"),
     output:
         figures("fig2_example", "fig2.rst"),
     params:
@@ -20,7 +20,7 @@ rule plot_example:
 rule plot_sz_maps:
     input:
         maps=grid_eval_maps(),
-        code=src("figures"),
+        code=src("report/figures"),
     output:
         figures("fig3_sz_maps", "fig3.rst"),
     params:
@@ -39,7 +39,7 @@ rule plot_sz_maps:
 rule plot_mass_recovery:
     input:
         per_mass="results/eval/per_mass.csv",
-        code=src("figures"),
+        code=src("report/figures"),
     output:
         figures("fig4_mass_recovery", "fig4.rst"),
     params:
@@ -62,7 +62,7 @@ rule plot_scatter:
             if name.startswith("scatter")
         ],
         summary="results/summary.json",
-        code=src("figures", "stats"),
+        code=src("report/figures", "report/stats"),
     output:
         figures("fig5_scatter", "fig5.rst"),
     params:
@@ -81,7 +81,7 @@ rule plot_realistic:
         predictions="results/eval/realistic/predictions.csv",
         shard=REALISTIC_SHARD,
         summary="results/summary.json",
-        code=src("figures", "stats", "summary"),
+        code=src("report/figures", "report/stats", "report/summary"),
     output:
         figures("fig6_realistic", "fig6.rst"),
     params:
@@ -100,7 +100,7 @@ rule plot_baseline:
     input:
         per_mass="results/eval/per_mass.csv",
         summary="results/summary.json",
-        code=src("figures"),
+        code=src("report/figures"),
     output:
         figures("fig7_baseline", "fig7.rst"),
     params:

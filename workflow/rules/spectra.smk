@@ -1,6 +1,6 @@
 rule compute_spectra:
     input:
-        code=src("spectra", "cosmology"),
+        code=src("sky/spectra", "sky/cosmology"),
     output:
         "results/spectra/spectra.ecsv",
     params:

@@ -1,7 +1,7 @@
 rule split_dataset:
     input:
         shards=train_shards(config),
-        code=src("dataset", "io", "profiles", "cosmology", "cluster", "units"),
+        code=src("network/dataset", "io", "sky/profiles", "sky/cosmology", "sky/cluster", "units"),
     output:
         train=directory("results/datasets/train.zarr"),
         val=directory("results/datasets/val.zarr"),

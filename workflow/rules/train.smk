@@ -3,7 +3,7 @@ rule train_model:
         train="results/datasets/train.zarr",
         val="results/datasets/val.zarr",
         normalization="results/datasets/normalization.json",
-        code=src("train", "model", "dataset"),
+        code=src("network/train", "network/model", "network/dataset"),
     output:
         model="results/model/mresunet.keras",
         history="results/model/history.csv",

@@ -2,7 +2,7 @@
 
 import _bootstrap  # noqa: F401  (src/ on sys.path)
 
-from szmass.baseline import baseline_set
+from szmass.baseline.calibration import baseline_set
 from szmass.logs import setup_logging
 
 snakemake = globals()["snakemake"]

@@ -2,7 +2,7 @@
 
 import _bootstrap  # noqa: F401  (src/ on sys.path)
 
-from szmass.baseline import calibrate_baseline
+from szmass.baseline.calibration import calibrate_baseline
 from szmass.logs import setup_logging
 
 snakemake = globals()["snakemake"]

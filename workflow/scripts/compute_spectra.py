@@ -3,7 +3,7 @@
 import _bootstrap  # noqa: F401  (src/ on sys.path)
 
 from szmass.logs import setup_logging
-from szmass.spectra import compute_spectra, write_spectra
+from szmass.sky.spectra import compute_spectra, write_spectra
 
 snakemake = globals()["snakemake"]
 log = setup_logging(snakemake.log[0])

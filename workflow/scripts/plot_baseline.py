@@ -3,8 +3,8 @@
 import _bootstrap  # noqa: F401  (src/ on sys.path)
 import pandas as pd
 
-from szmass.figures import figure_baseline
 from szmass.logs import setup_logging
+from szmass.report.figures import figure_baseline
 
 snakemake = globals()["snakemake"]
 setup_logging(snakemake.log[0])

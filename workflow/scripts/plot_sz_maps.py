@@ -2,8 +2,8 @@
 
 import _bootstrap  # noqa: F401  (src/ on sys.path)
 
-from szmass.figures import figure_sz_maps
 from szmass.logs import setup_logging
+from szmass.report.figures import figure_sz_maps
 
 snakemake = globals()["snakemake"]
 setup_logging(snakemake.log[0])

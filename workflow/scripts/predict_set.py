@@ -2,8 +2,8 @@
 
 import _bootstrap  # noqa: F401  (src/ on sys.path)
 
-from szmass.evaluate import predict_set
 from szmass.logs import setup_logging
+from szmass.network.predict import predict_set
 
 snakemake = globals()["snakemake"]
 setup_logging(snakemake.log[0])

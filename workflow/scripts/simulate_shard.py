@@ -3,7 +3,7 @@
 import _bootstrap  # noqa: F401  (src/ on sys.path)
 
 from szmass.logs import setup_logging
-from szmass.simulate import simulate_shard
+from szmass.sky.simulate import simulate_shard
 
 snakemake = globals()["snakemake"]
 setup_logging(snakemake.log[0])

@@ -2,8 +2,8 @@
 
 import _bootstrap  # noqa: F401  (src/ on sys.path)
 
-from szmass.dataset import split_dataset
 from szmass.logs import setup_logging
+from szmass.network.dataset import split_dataset
 
 snakemake = globals()["snakemake"]
 setup_logging(snakemake.log[0])

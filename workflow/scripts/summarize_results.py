@@ -3,7 +3,7 @@
 import _bootstrap  # noqa: F401  (src/ on sys.path)
 
 from szmass.logs import setup_logging
-from szmass.summary import summarize
+from szmass.report.summary import summarize
 
 snakemake = globals()["snakemake"]
 setup_logging(snakemake.log[0])

@@ -3,7 +3,7 @@
 import _bootstrap  # noqa: F401  (src/ on sys.path)
 
 from szmass.logs import setup_logging
-from szmass.train import train_model
+from szmass.network.train import train_model
 
 snakemake = globals()["snakemake"]
 setup_logging(snakemake.log[0])

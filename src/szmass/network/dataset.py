@@ -21,10 +21,11 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from . import __version__, profiles
-from .cluster import subpixel_log_radius_arcmin
-from .io import open_shard, write_zarr_atomic
-from .units import ARCMIN
+from .. import __version__
+from ..io import open_shard, write_zarr_atomic
+from ..sky import profiles
+from ..sky.cluster import subpixel_log_radius_arcmin
+from ..units import ARCMIN
 
 log = logging.getLogger("szmass.dataset")
 

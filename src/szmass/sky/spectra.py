@@ -18,7 +18,7 @@ import numpy as np
 from astropy.table import Table
 from fgspectra import power as fgpower
 
-from . import __version__
+from .. import __version__
 from .cosmology import camb_params
 
 L_PIVOT = 3000

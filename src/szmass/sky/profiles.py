@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 from colossus.halo import mass_adv
 
+from ..units import BOLTZMANN_K, MPC_CM, PLANCK_H, SIGMA_T_OVER_MEC2_CM2_PER_KEV
 from . import cosmology as cosmo_mod
-from .units import BOLTZMANN_K, MPC_CM, PLANCK_H, SIGMA_T_OVER_MEC2_CM2_PER_KEV
 
 # A10 universal profile, eq. 12 and Appendix (P0 in units of h70^-3/2).
 A10_P0 = 8.403

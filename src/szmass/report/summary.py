@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..io import open_shard
+from ..network.predict import write_csv_atomic, write_text_atomic
 from . import stats
-from .evaluate import write_csv_atomic, write_text_atomic
-from .io import open_shard
 
 log = logging.getLogger("szmass.summary")
 

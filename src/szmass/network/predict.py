@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..io import open_shard
+from ..logs import Progress
 from .dataset import NORMALIZATION_KEYS, prepare, read_normalization
-from .io import open_shard
-from .logs import Progress
 
 log = logging.getLogger("szmass.evaluate")
 

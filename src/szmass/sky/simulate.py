@@ -14,11 +14,12 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from . import __version__, maps, profiles
+from .. import __version__
+from ..logs import Progress
+from ..units import ARCMIN
+from . import maps, profiles
 from .cluster import sz_template_uk
-from .logs import Progress
 from .spectra import read_spectra
-from .units import ARCMIN
 
 log = logging.getLogger("szmass.simulate")
 
@@ -249,7 +250,7 @@ def simulate_shard(
     ``set_name="scatter"``: ``n_clusters`` clusters with masses uniform in ``mass_range_1e14``,
     one map each (realization i is cluster i).
     """
-    from .io import write_zarr_atomic
+    from ..io import write_zarr_atomic
 
     spectra = read_spectra(spectra_path)
     cosmo = dict(spectra.meta["cosmology"])

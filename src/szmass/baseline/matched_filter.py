@@ -26,10 +26,10 @@ import numpy as np
 import scipy.fft
 import scipy.linalg
 
-from . import maps as flatsky
-from . import profiles
-from .cluster import sz_template_uk
-from .units import ARCMIN
+from ..sky import maps as flatsky
+from ..sky import profiles
+from ..sky.cluster import sz_template_uk
+from ..units import ARCMIN
 
 #: ``spawn_key`` set code of the cluster-free maps; ``simulate.SET_CODES`` uses 1-3, so these
 #: streams never coincide with those of a simulated data set.

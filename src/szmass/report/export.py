@@ -3,7 +3,7 @@
 training history, the filter's calibration and the per-stage wall times from the rules'
 benchmark files. Never shards or models.
 
-    python -m szmass.export results/cpu
+    python -m szmass.report.export results/cpu
 """
 
 import argparse

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 from scipy import constants as const
 
-from . import cosmology as cosmo_mod
-from .units import ARCMIN, MPC_CM, MSUN, SIGMA_T_OVER_MEC2_CM2_PER_KEV
+from ..sky import cosmology as cosmo_mod
+from ..units import ARCMIN, MPC_CM, MSUN, SIGMA_T_OVER_MEC2_CM2_PER_KEV
 
 # --- Battaglia et al. 2012 (arXiv:1109.3711) ----------------------------------------------
 #: B12 Table 1, AGN feedback, Delta = 200: (A0, alpha_m, alpha_z) of

@@ -27,8 +27,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import profiles
-from .logs import Progress
+from ..logs import Progress
+from ..sky import profiles
 
 log = logging.getLogger("szmass.realmaps")
 

@@ -36,14 +36,15 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from . import __version__, maps, profiles
+from .. import __version__
+from ..logs import Progress
+from ..sky import maps, profiles
+from ..sky.cluster import beam_margin_pix, cluster_y_map
+from ..sky.simulate import flat_attrs, map_rng, sky_components
+from ..sky.spectra import read_spectra
+from ..units import ARCMIN
 from .b12 import b12_y_map, b12_y_table, b12_y_tables, ellipsoid_projection, paint_profile
-from .cluster import beam_margin_pix, cluster_y_map
-from .logs import Progress
 from .los_halos import LOS_M_MAX_MSUN, draw_los_halos
-from .simulate import flat_attrs, map_rng, sky_components
-from .spectra import read_spectra
-from .units import ARCMIN
 
 log = logging.getLogger("szmass.realistic")
 
@@ -581,7 +582,7 @@ def realistic_shard_from_y_maps(
         (cluster, y, x), ``cluster_m200c``, ``cluster_z``, ``cluster_y_cyl`` [arcmin^2],
         ``cluster_r_measured`` and the ``cluster_vars``.
     """
-    from .io import write_zarr_atomic
+    from ..io import write_zarr_atomic
 
     cfg = realistic_config(realistic)
     spectra = read_spectra(spectra_path)
@@ -782,7 +783,7 @@ def simulate_realistic_shard(
 
 
 def _fits_shard(cfg: dict[str, Any], *, cosmo: dict[str, Any], **common: Any) -> xr.Dataset:
-    from . import realmaps
+    from . import fits as realmaps
 
     sky = common["sky"]
     npix, pixel = sky["npix"], sky["pixel_arcmin"]

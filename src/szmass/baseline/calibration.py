@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..io import open_shard
+from ..network.predict import PREDICTION_COLUMNS, write_csv_atomic, write_text_atomic
+from ..sky.spectra import read_spectra
 from . import matched_filter as mf
-from .evaluate import PREDICTION_COLUMNS, write_csv_atomic, write_text_atomic
-from .io import open_shard
-from .spectra import read_spectra
 
 log = logging.getLogger("szmass.baseline")
 

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 from scipy import constants as const
 
-from . import cosmology as cosmo_mod
-from .units import ARCMIN
+from ..sky import cosmology as cosmo_mod
+from ..units import ARCMIN
 
 #: Upper mass of the line-of-sight draw [Msun]; the mass function is negligible above.
 LOS_M_MAX_MSUN = 1.0e16

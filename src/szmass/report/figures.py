@@ -16,9 +16,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ..io import open_shard  # noqa: E402
+from ..network.dataset import prepare, read_normalization  # noqa: E402
 from . import stats  # noqa: E402
-from .dataset import prepare, read_normalization  # noqa: E402
-from .io import open_shard  # noqa: E402
 from .summary import rescaled_estimates  # noqa: E402
 
 SET_STYLE = {

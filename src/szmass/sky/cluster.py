@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from ..units import ARCMIN
 from . import profiles
 from .maps import convolve_beam, crop_center
-from .units import ARCMIN
 
 #: Nodes of the radial tabulation, log-spaced over the sub-pixel radii of the map.
 _N_TAB = 256

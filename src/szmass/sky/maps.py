@@ -8,7 +8,7 @@ has pixel variance ∫ d^2l/(2pi)^2 C_l.
 import numpy as np
 import scipy.fft
 
-from .units import ARCMIN
+from ..units import ARCMIN
 
 
 def ell_grid(n: int, pixel_rad: float) -> np.ndarray:
