@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def analytic_spectrum() -> tuple[np.ndarray, np.ndarray]:
-    """A CMB-like + CIB-like C_l [uK^2] (as in tests/physics/test_matched_filter.py)."""
+    """A CMB-like + CIB-like C_l [uK^2] (as in tests/physics/test_baseline_matched_filter.py)."""
     ell = np.arange(40001.0)
     cl = np.zeros_like(ell)
     lv = ell[2:]

@@ -1,6 +1,6 @@
 """Shared fixtures of the physics tests: the paper's config, its spectra (CAMB, once per
 session), the cosmology with CAMB's sigma8, and a colossus cosmology built here directly
-(not through ``szmass.cosmology``) for the independent reference calculations."""
+(not through ``szmass.sky.cosmology``) for the independent reference calculations."""
 
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,7 @@ def cosmo(spectra_table) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def reference_colossus(cosmo):
     """A colossus cosmology set up here from the cosmological parameters, independent of
-    ``szmass.cosmology``: flat, massive neutrinos counted as matter (0.06 eV is
+    ``szmass.sky.cosmology``: flat, massive neutrinos counted as matter (0.06 eV is
     non-relativistic at z < 10^2). Methods use the object itself, so it stays valid when
     szmass later replaces colossus's global cosmology."""
     h = cosmo["H0"] / 100.0

@@ -1,4 +1,4 @@
-"""The realistic-profile stand-in (``szmass.realistic``, ``szmass.b12``, ``szmass.los_halos``)
+"""The realistic-profile stand-in (``szmass.realistic``: ``standin``, ``b12``, ``los_halos``)
 against independent calculations: the Battaglia et al. 2012 (B12, arXiv:1109.3711) pressure
 profile and its integrals, the exact triaxial projection against a brute-force line-of-sight
 integral and its Y conservation, the line-of-sight halos against the mass function they are

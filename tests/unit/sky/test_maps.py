@@ -1,4 +1,4 @@
-"""szmass.maps: Fourier grid, apodization window, cropping, white-noise level."""
+"""szmass.sky.maps: Fourier grid, apodization window, cropping, white-noise level."""
 
 import numpy as np
 import pytest

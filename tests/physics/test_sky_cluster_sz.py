@@ -4,7 +4,7 @@ map, the tSZ spectral function, and SPEC's beam-convolved peak decrements.
 
 The reference here uses scipy.integrate.quad, CODATA constants from scipy and astropy's solar
 mass, and a colossus cosmology built in conftest; it shares only the A10 parameter values
-(typed again below from SPEC) with ``szmass.profiles``.
+(typed again below from SPEC) with ``szmass.sky.profiles``.
 """
 
 import math
@@ -171,7 +171,7 @@ def _shape_integral(x_max, weight=lambda u: 1.0):
 @pytest.fixture(scope="module")
 def m500_of(cosmo):
     """M500c [Msun] of an M200c [1e14 Msun] at z = 0.7 (the code's conversion; it is checked
-    against colossus and an NFW integral in test_mass_and_beam.py)."""
+    against colossus and an NFW integral in test_sky_mass_and_beam.py)."""
     return lambda m200c_1e14: float(profiles.m200c_to_m500c(m200c_1e14 * 1e14, z=Z, cosmo=cosmo))
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from szmass.sky.simulate import COMPONENT_CODES, SET_CODES, map_rng, mass_key, simulate_maps
 
-from .conftest import COSMO
+from ..conftest import COSMO
 
 SKY = {
     "freq_ghz": 150.0,

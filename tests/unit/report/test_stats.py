@@ -1,5 +1,5 @@
-"""szmass.stats: per-mass summary, Gaussian fit with bootstrap, signal slope, scatter floor and
-the training grid's pull, on synthetic numbers with known answers."""
+"""szmass.report.stats: per-mass summary, Gaussian fit with bootstrap, signal slope, scatter
+floor and the training grid's pull, on synthetic numbers with known answers."""
 
 import math
 from statistics import NormalDist

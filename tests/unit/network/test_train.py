@@ -1,4 +1,5 @@
-"""szmass.train: checked inputs, the epoch order, and a training that resumes where it stopped.
+"""szmass.network.train: checked inputs, the epoch order, and a training that resumes where it
+stopped.
 
 The training runs use a tiny network (base width 4, depth 1) on the prepared 8x8 set of
 ``conftest.prepared8``; most of each call's ~10 s is Keras tracing the train step, on one core.

@@ -11,7 +11,7 @@ from szmass.network.dataset import read_normalization, write_normalization
 from szmass.network.model import build_mresunet
 from szmass.network.predict import PREDICTION_COLUMNS, check_normalizations, predict_set
 
-from .conftest import MASSES, N_REALIZATIONS, simulate_grid, sky, split
+from ..conftest import MASSES, N_REALIZATIONS, simulate_grid, sky, split
 
 NPIX = 16
 TEST = [8, 12]  # the realizations a test set takes from each shard
@@ -113,7 +113,7 @@ def test_shard_of_another_pixel_size_is_refused(model16, tmp_path):
     """A test shard at 0.5' pixels against a model trained on 0.25': an error naming both."""
     import szmass.sky.simulate as simulate
 
-    from .conftest import CLUSTER, SHARD_SEED, write_spectra
+    from ..conftest import CLUSTER, SHARD_SEED, write_spectra
 
     spectra = write_spectra(tmp_path / "spectra.ecsv")
     path = tmp_path / "M2.zarr"

@@ -1,4 +1,5 @@
-"""szmass.model: the mResUNet's size, wiring, errors, saving, and that it can learn (SPEC §3)."""
+"""szmass.network.model: the mResUNet's size, wiring, errors, saving, and that it can learn
+(SPEC §3)."""
 
 import keras
 import numpy as np

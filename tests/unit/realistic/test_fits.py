@@ -1,4 +1,4 @@
-"""szmass.realmaps: real Compton-y cutouts from FITS + a catalogue (regridding, centring,
+"""szmass.realistic.fits: real Compton-y cutouts from FITS + a catalogue (regridding, centring,
 mass conversion, per-cluster errors), and the FITS path of the realistic shard."""
 
 import math
@@ -15,7 +15,7 @@ from szmass.realistic import fits as realmaps
 from szmass.realistic import standin as realistic
 from szmass.sky import profiles
 
-from .conftest import COSMO, sky, write_spectra
+from ..conftest import COSMO, sky, write_spectra
 
 NPIX, PIXEL = 40, 0.25
 SIGMA_ARCMIN, AMP = 1.0, 1e-4

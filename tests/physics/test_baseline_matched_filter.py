@@ -1,4 +1,5 @@
-"""The matched-filter baseline (``szmass.matched_filter``) against the simulation it models.
+"""The matched-filter baseline (``szmass.baseline.matched_filter``) against the simulation it
+models.
 
 A small geometry (24 x 24 pixels at the paper's 0.25', 1' beam, 5 uK-arcmin, pad 4, window 4
 px) and an analytic sky spectrum (a CMB-like power law with a damping cut-off plus Poisson and
@@ -36,7 +37,7 @@ SIGMA_INT = 0.2
 #: 4000 maps (~10 s): the sample std of the estimates to 1.1% (1 sigma), the mean to
 #: sigma_A / 63.
 N_MAPS = 4000
-#: Pass limit, in standard errors, of the sampled statistics (as in test_simulated_maps.py):
+#: Pass limit, in standard errors, of the sampled statistics (as in test_sky_simulated_maps.py):
 #: a 1-in-16000 false alarm per check.
 N_SIGMA = 4.0
 #: The brief's limit for the unbiasedness test: the mean of A - exp(delta) within 2 standard

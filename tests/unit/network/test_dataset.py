@@ -1,4 +1,4 @@
-"""szmass.dataset: the labels, the normalization and the training split (SPEC §3)."""
+"""szmass.network.dataset: the labels, the normalization and the training split (SPEC §3)."""
 
 import json
 import re
@@ -22,7 +22,7 @@ from szmass.sky import cosmology, profiles
 from szmass.sky.simulate import shard_dataset
 from szmass.units import ARCMIN
 
-from .conftest import COSMO, MASSES, TRAIN, VAL, split
+from ..conftest import COSMO, MASSES, TRAIN, VAL, split
 
 # the sets' string coordinate ("sz", "mass"): zarr 3 warns that it has no v3 spec yet
 
@@ -274,7 +274,7 @@ def test_failed_split_writes_nothing(shards16, tmp_path):
 
 def test_shards_of_another_map_size_are_refused(shards16, tmp_path):
     """A shard whose maps differ from the training set's (the first shard's) size."""
-    from .conftest import simulate_grid
+    from ..conftest import simulate_grid
 
     small = simulate_grid(tmp_path / "small", npix=8, masses=(2,), n=VAL[1])[0]
     with pytest.raises(ValueError, match=r"small/M2\.zarr: maps are 8x8 pixels.*16x16"):
