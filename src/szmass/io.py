@@ -1,15 +1,29 @@
-"""Zarr stores on disk: atomic writes and checked reads."""
+"""Files on disk: atomic writes (Zarr stores, CSV tables, text) and checked reads of shards."""
 
 import os
 import shutil
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import xarray as xr
 import zarr
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 SHARD_VARIABLES = ("sky", "sz", "m200c", "m500c", "z", "ln_scatter")
+#: Columns of a predictions table, one row per map.
+PREDICTION_COLUMNS = (
+    "shard",
+    "realization",
+    "cluster_id",
+    "z",
+    "ln_scatter",
+    "m200c_true",
+    "m200c_est",
+)
 
 
 class ShardError(RuntimeError):
@@ -77,3 +91,27 @@ def open_shard(
     except Exception as err:  # zarr and the codecs raise many kinds for a damaged store
         raise ShardError(f"shard {path} is corrupt or not a Zarr store: {err}") from err
     return ds
+
+
+def write_csv_atomic(table: "pd.DataFrame", path: str | os.PathLike) -> None:
+    """Write a CSV beside ``path`` and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        table.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(text: str, path: str | os.PathLike) -> None:
+    """Write a text file beside ``path`` and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

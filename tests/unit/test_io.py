@@ -1,8 +1,10 @@
 """szmass.io: atomic Zarr writes and checked reads of shards."""
 
 import os
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -160,3 +162,17 @@ def test_chunk_layout_is_what_the_corruption_tests_assume(shard_path):
     """Guards the corruption tests above: they must damage a file that really exists."""
     assert (shard_path / "sky" / "c" / "1" / "0" / "0").is_file()
     assert (shard_path / "m200c" / "zarr.json").is_file()
+
+
+def test_failed_csv_write_leaves_nothing(tmp_path, monkeypatch):
+    """A table write that dies half-way leaves neither the table nor a temporary file."""
+    from szmass.io import write_csv_atomic
+
+    def half_write(self, path, **kw):
+        Path(path).write_text("shard,realization\nM1,")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", half_write)
+    with pytest.raises(OSError, match="disk full"):
+        write_csv_atomic(pd.DataFrame({"a": [1]}), tmp_path / "predictions.csv")
+    assert list(tmp_path.iterdir()) == []

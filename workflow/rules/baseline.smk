@@ -5,7 +5,6 @@ rule calibrate_baseline:
         code=src(
             "baseline/calibration",
             "baseline/matched_filter",
-            "network/predict",
             "sky/cluster",
             "sky/profiles",
             "sky/maps",
@@ -38,7 +37,6 @@ rule baseline_set:
         code=src(
             "baseline/calibration",
             "baseline/matched_filter",
-            "network/predict",
             "sky/cluster",
             "sky/profiles",
             "sky/maps",

@@ -22,8 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..io import open_shard
-from ..network.predict import PREDICTION_COLUMNS, write_csv_atomic, write_text_atomic
+from ..io import PREDICTION_COLUMNS, open_shard, write_csv_atomic, write_text_atomic
 from ..sky.spectra import read_spectra
 from . import matched_filter as mf
 

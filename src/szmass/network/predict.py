@@ -15,22 +15,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..io import open_shard
+from ..io import PREDICTION_COLUMNS, open_shard, write_csv_atomic
 from ..logs import Progress
 from .dataset import NORMALIZATION_KEYS, prepare, read_normalization
 
 log = logging.getLogger("szmass.evaluate")
 
-#: Columns of a predictions table, one row per map.
-PREDICTION_COLUMNS = (
-    "shard",
-    "realization",
-    "cluster_id",
-    "z",
-    "ln_scatter",
-    "m200c_true",
-    "m200c_est",
-)
 _BATCH = 64
 
 
@@ -48,30 +38,6 @@ def check_normalizations(
                 f"normalization '{key}' differs: {a} for the model ({model_path}) but {b} "
                 f"for the data set ({data_path}); retrain or use the matching model"
             )
-
-
-def write_csv_atomic(table: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write a CSV beside ``path`` and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        table.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_text_atomic(text: str, path: str | os.PathLike) -> None:
-    """Write a text file beside ``path`` and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _predict(net, inputs: np.ndarray, progress: Progress) -> np.ndarray:

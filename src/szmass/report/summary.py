@@ -14,8 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..io import open_shard
-from ..network.predict import write_csv_atomic, write_text_atomic
+from ..io import open_shard, write_csv_atomic, write_text_atomic
 from . import stats
 
 log = logging.getLogger("szmass.summary")

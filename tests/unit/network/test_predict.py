@@ -1,8 +1,6 @@
 """Predictions of a (tiny, untrained) network on test shards, and the checks that stop a model
 from being used on data it was not trained for."""
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -137,17 +135,3 @@ def test_shard_of_another_map_size_is_refused(model16, tmp_path):
     shards = simulate_grid(tmp_path / "sims8", npix=8, masses=(2,))
     with pytest.raises(ValueError, match=r"8x8 pixels, the training set's are 16x16"):
         _predict(model16, shards, tmp_path)
-
-
-def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
-    """A table write that dies half-way leaves neither the table nor a temporary file."""
-    from szmass.network.predict import write_csv_atomic
-
-    def half_write(self, path, **kw):
-        Path(path).write_text("shard,realization\nM1,")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(pd.DataFrame, "to_csv", half_write)
-    with pytest.raises(OSError, match="disk full"):
-        write_csv_atomic(pd.DataFrame({"a": [1]}), tmp_path / "predictions.csv")
-    assert list(tmp_path.iterdir()) == []
