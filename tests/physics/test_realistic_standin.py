@@ -24,7 +24,7 @@ from scipy.spatial.transform import Rotation
 
 from szmass import io
 from szmass.network import dataset
-from szmass.realistic import b12, los_halos
+from szmass.realistic import b12, los_halos, rescale
 from szmass.realistic import standin as realistic
 from szmass.sky import cluster, maps, profiles, simulate
 
@@ -365,8 +365,8 @@ def test_los_draw_follows_mass_function(expected_counts):
 
 def test_a10_inversion_round_trip():
     m = np.array([1.5e14, 3.3e14, 6.9e14])
-    y = realistic.a10_cutout_y_arcmin2(m, cosmo=COSMO, sky=SKY, cluster=CLUSTER)
-    back = realistic.a10_mass_from_y(y, cosmo=COSMO, sky=SKY, cluster=CLUSTER)
+    y = rescale.a10_cutout_y_arcmin2(m, cosmo=COSMO, sky=SKY, cluster=CLUSTER)
+    back = rescale.a10_mass_from_y(y, cosmo=COSMO, sky=SKY, cluster=CLUSTER)
     np.testing.assert_allclose(back, m, rtol=A10_INVERSION_RTOL)
     # A pure A10 cluster at the training redshift has r = 1.
     a10 = np.stack(
@@ -377,7 +377,7 @@ def test_a10_inversion_round_trip():
             for m5 in profiles.m200c_to_m500c(m, z=0.7, cosmo=COSMO)
         ]
     )
-    r = realistic.rescale_factor_measured(
+    r = rescale.rescale_factor_measured(
         y_cluster=a10, m200c_msun=m, cosmo=COSMO, sky=SKY, cluster=CLUSTER
     )
     np.testing.assert_allclose(r, 1.0, rtol=A10_INVERSION_RTOL)
@@ -385,7 +385,7 @@ def test_a10_inversion_round_trip():
 
 def test_rescale_factors_agree_for_a_spherical_cluster():
     m, z = np.array([2.5e14, 6e14]), np.array([0.68, 0.72])
-    analytic = realistic.rescale_factor_analytic(
+    analytic = rescale.rescale_factor_analytic(
         m200c_msun=m, z=z, cosmo=COSMO, sky=SKY, cluster=CLUSTER
     )
     maps_ = np.stack(
@@ -394,7 +394,7 @@ def test_rescale_factors_agree_for_a_spherical_cluster():
             for mi, zi in zip(m, z, strict=True)
         ]
     )
-    measured = realistic.rescale_factor_measured(
+    measured = rescale.rescale_factor_measured(
         y_cluster=maps_, m200c_msun=m, cosmo=COSMO, sky=SKY, cluster=CLUSTER
     )
     np.testing.assert_allclose(measured, analytic, rtol=R_CONSISTENCY_RTOL)

@@ -1,6 +1,6 @@
 """The realistic-profile test set: a stand-in for the paper's 95 Magneticum clusters, the sky
-added to any set of Compton-y maps, and the rescaling of SPEC §4 (Gupta & Reichardt 2020,
-arXiv:2003.06135, §4.4).
+added to any set of Compton-y maps, and the shard with the rescaling of SPEC §4 (Gupta &
+Reichardt 2020, arXiv:2003.06135, §4.4; the factors themselves are in ``rescale``).
 
 The paper tests its network, trained on spherical Arnaud et al. 2010 (A10) clusters at z = 0.7,
 on 95 cutouts of the Magneticum light cones (2 < M200c / 1e14 Msun < 7, 0.67 < z < 0.73),
@@ -16,12 +16,12 @@ are not public, so this module builds a **stand-in** that differs in each of tho
   of the cutout, each a spherical B12 blob; they are in the sky map but not in the SZ label;
 - redshifts uniform in a range; optional miscentring.
 
-The B12 profile, the triaxial projection and the painting live in ``szmass.b12``, the
-line-of-sight halo counts and draws in ``szmass.los_halos``; this module draws the stand-in
-clusters from them, adds the sky and writes the shard.
+The B12 profile, the triaxial projection and the painting live in ``b12``, the line-of-sight
+halo counts and draws in ``los_halos``, the rescaling factors in ``rescale``; this module
+draws the stand-in clusters from them, adds the sky and writes the shard.
 
 Real Compton-y cutouts (FITS + a catalogue) take the same path through
-``realistic_shard_from_y_maps`` (see ``szmass.realmaps``).
+``realistic_shard_from_y_maps`` (see ``fits``).
 
 Random streams: cluster i draws everything about itself from
 ``simulate.map_rng(seed, "realistic", i, 0, "mass")`` (its mass first, then independent
@@ -39,12 +39,18 @@ import xarray as xr
 from .. import __version__
 from ..logs import Progress
 from ..sky import maps, profiles
-from ..sky.cluster import beam_margin_pix, cluster_y_map
+from ..sky.cluster import beam_margin_pix
 from ..sky.simulate import flat_attrs, map_rng, sky_components
 from ..sky.spectra import read_spectra
 from ..units import ARCMIN
-from .b12 import b12_y_map, b12_y_table, b12_y_tables, ellipsoid_projection, paint_profile
+from .b12 import b12_y_table, b12_y_tables, ellipsoid_projection, paint_profile
 from .los_halos import LOS_M_MAX_MSUN, draw_los_halos
+from .rescale import (
+    X_MAX_R200,
+    integrated_y_arcmin2,
+    rescale_factor_analytic,
+    rescale_factor_measured,
+)
 
 log = logging.getLogger("szmass.realistic")
 
@@ -53,8 +59,6 @@ log = logging.getLogger("szmass.realistic")
 LOS_BORDER_ARCMIN = 2.0
 #: Resolution of the line-of-sight halos' profile tables (radial nodes, line-of-sight points).
 _LOS_N_NODES, _LOS_N_LOS = 96, 65
-#: Inversion table of the A10 relation: M200c from 1e13 to 1e16 Msun.
-_A10_TABLE_M200 = np.logspace(13.0, 16.0, 61)
 
 REALISTIC_DEFAULTS: dict[str, Any] = {
     "source": "standin",
@@ -63,7 +67,7 @@ REALISTIC_DEFAULTS: dict[str, Any] = {
     "mass_range_1e14": [2.0, 7.0],
     "mass_distribution": "uniform",
     "z_range": [0.65, 0.75],
-    "x_max_r200": 4.0,
+    "x_max_r200": X_MAX_R200,
     "axis_ratio_min": 0.6,
     "n_clumps": 3,
     "clump_mass_fraction": 0.03,
@@ -271,155 +275,6 @@ def standin_clusters(
         progress.update(1)
     per_cluster = {k: np.array([row[k] for row in rows]) for k in rows[0]}
     return {"y_cluster": y_cluster, "y_los": y_los, **per_cluster}
-
-
-# --- rescaling (SPEC §4) --------------------------------------------------------------------
-
-
-def _aperture_mask(npix: int, pixel_arcmin: float, aperture_arcmin: float | None) -> np.ndarray:
-    if aperture_arcmin is None:
-        return np.ones((npix, npix), dtype=bool)
-    u = (np.arange(npix) - npix // 2) * pixel_arcmin
-    return u[None, :] ** 2 + u[:, None] ** 2 <= aperture_arcmin**2
-
-
-def integrated_y_arcmin2(
-    y_maps: np.ndarray, *, npix: int, pixel_arcmin: float, aperture_arcmin: float | None = None
-) -> np.ndarray:
-    """∫ y dOmega [arcmin^2] of (..., m, m) maps over the central npix x npix cutout (or the
-    pixels of it whose centres lie within ``aperture_arcmin`` of pixel (npix//2, npix//2))."""
-    cut = maps.crop_center(np.asarray(y_maps, dtype=float), npix)
-    mask = _aperture_mask(npix, pixel_arcmin, aperture_arcmin)
-    return (cut * mask).sum(axis=(-2, -1)) * pixel_arcmin**2
-
-
-def a10_cutout_y_arcmin2(
-    m200c_msun: np.ndarray,
-    *,
-    cosmo: dict[str, Any],
-    sky: dict[str, Any],
-    cluster: dict[str, Any],
-    aperture_arcmin: float | None = None,
-) -> np.ndarray:
-    """The training relation: ∫ y dOmega [arcmin^2] over the cutout of the A10 cluster
-    (``cluster.cluster_y_map``, no scatter, no beam) at the training redshift
-    ``cluster["redshift"]``, for each M200c."""
-    npix, pixel = sky["npix"], sky["pixel_arcmin"]
-    m = np.atleast_1d(np.asarray(m200c_msun, dtype=float))
-    m500 = np.atleast_1d(profiles.m200c_to_m500c(m, z=cluster["redshift"], cosmo=cosmo))
-    ys = np.stack(
-        [
-            cluster_y_map(
-                m500_msun=m5,
-                z=cluster["redshift"],
-                cosmo=cosmo,
-                n=npix,
-                pixel_arcmin=pixel,
-                subpixel=cluster["subpixel"],
-                x_max=cluster["x_max_r500"],
-            )
-            for m5 in m500
-        ]
-    )
-    return integrated_y_arcmin2(ys, npix=npix, pixel_arcmin=pixel, aperture_arcmin=aperture_arcmin)
-
-
-def a10_mass_from_y(
-    y_arcmin2: np.ndarray,
-    *,
-    cosmo: dict[str, Any],
-    sky: dict[str, Any],
-    cluster: dict[str, Any],
-    aperture_arcmin: float | None = None,
-) -> np.ndarray:
-    """M_A10(Y): the M200c [Msun] whose A10 cluster at the training redshift has cutout
-    signal Y [arcmin^2] (``a10_cutout_y_arcmin2`` inverted, interpolated in ln Y - ln M on
-    61 masses 1e13..1e16 Msun). Raises ValueError outside that range."""
-    y_tab = a10_cutout_y_arcmin2(
-        _A10_TABLE_M200, cosmo=cosmo, sky=sky, cluster=cluster, aperture_arcmin=aperture_arcmin
-    )
-    if np.any(np.diff(y_tab) <= 0):
-        raise ValueError("the A10 cutout Y is not increasing with mass; cannot invert it")
-    y = np.asarray(y_arcmin2, dtype=float)
-    if np.any(y <= y_tab[0]) or np.any(y >= y_tab[-1]):
-        raise ValueError(
-            f"Y = {y.min():.3g}..{y.max():.3g} arcmin^2 lies outside the A10 table "
-            f"({y_tab[0]:.3g}..{y_tab[-1]:.3g}, M200c 1e13..1e16 Msun)"
-        )
-    return np.exp(np.interp(np.log(y), np.log(y_tab), np.log(_A10_TABLE_M200)))
-
-
-def rescale_factor_analytic(
-    *,
-    m200c_msun: np.ndarray,
-    z: np.ndarray,
-    cosmo: dict[str, Any],
-    sky: dict[str, Any],
-    cluster: dict[str, Any],
-    x_max_r200: float = REALISTIC_DEFAULTS["x_max_r200"],
-    aperture_arcmin: float | None = None,
-) -> np.ndarray:
-    """r = M_true / M_A10(Y_B12(M_true, z)) (SPEC §4; paper eq. 2), per cluster.
-
-    Y_B12 is the integrated Compton y [arcmin^2] over the npix x npix cutout (or a circular
-    ``aperture_arcmin``) of the spherical, centred B12 cluster of that M200c at the cluster's
-    own z (no beam); M_A10 inverts the same quantity of the training A10 cluster at the
-    training redshift ``cluster["redshift"]`` (``a10_mass_from_y``). Pass z = 0.7 for all
-    clusters to follow the paper, which fixed the redshift to the training one.
-    """
-    m = np.atleast_1d(np.asarray(m200c_msun, dtype=float))
-    zz = np.broadcast_to(np.asarray(z, dtype=float), m.shape)
-    npix, pixel = sky["npix"], sky["pixel_arcmin"]
-    y_b12 = np.array(
-        [
-            integrated_y_arcmin2(
-                b12_y_map(
-                    m200c_msun=mi,
-                    z=zi,
-                    cosmo=cosmo,
-                    n=npix,
-                    pixel_arcmin=pixel,
-                    subpixel=cluster["subpixel"],
-                    x_max=x_max_r200,
-                ),
-                npix=npix,
-                pixel_arcmin=pixel,
-                aperture_arcmin=aperture_arcmin,
-            )
-            for mi, zi in zip(m, zz, strict=True)
-        ]
-    )
-    return m / a10_mass_from_y(
-        y_b12, cosmo=cosmo, sky=sky, cluster=cluster, aperture_arcmin=aperture_arcmin
-    )
-
-
-def rescale_factor_measured(
-    *,
-    y_cluster: np.ndarray,
-    m200c_msun: np.ndarray,
-    z: np.ndarray | None = None,
-    cosmo: dict[str, Any],
-    sky: dict[str, Any],
-    cluster: dict[str, Any],
-    aperture_arcmin: float | None = None,
-) -> np.ndarray:
-    """r = M_true / M_A10(Y_map) per cluster, with Y_map the integrated noise-free Compton y
-    [arcmin^2] of each cluster's own map ``y_cluster`` (n, m, m), m >= npix (cropped to the
-    central npix x npix, or a circular ``aperture_arcmin``), inverted with the A10 relation
-    at the training redshift. ``z`` is accepted for symmetry with the analytic factor: the map
-    already carries the cluster's redshift."""
-    del z
-    y = integrated_y_arcmin2(
-        y_cluster,
-        npix=sky["npix"],
-        pixel_arcmin=sky["pixel_arcmin"],
-        aperture_arcmin=aperture_arcmin,
-    )
-    m = np.asarray(m200c_msun, dtype=float)
-    return m / a10_mass_from_y(
-        y, cosmo=cosmo, sky=sky, cluster=cluster, aperture_arcmin=aperture_arcmin
-    )
 
 
 # --- the sky --------------------------------------------------------------------------------
@@ -706,7 +561,7 @@ def simulate_realistic_shard(
     ``realistic`` (defaults in ``REALISTIC_DEFAULTS``):
 
     - ``source``: ``"standin"`` (this module's clusters) or ``"fits"`` (real Compton-y
-      cutouts, ``szmass.realmaps``).
+      cutouts, ``fits``).
     - ``n_clusters`` (int >= 1, 95): stand-in clusters (fits: the catalogue's rows).
     - ``n_realizations`` (int >= 1, 100): sky realizations per cluster.
     - ``mass_range_1e14`` ([lo, hi], [2, 7]) and ``mass_distribution`` (``"uniform"`` or
@@ -783,12 +638,12 @@ def simulate_realistic_shard(
 
 
 def _fits_shard(cfg: dict[str, Any], *, cosmo: dict[str, Any], **common: Any) -> xr.Dataset:
-    from . import fits as realmaps
+    from . import fits
 
     sky = common["sky"]
     npix, pixel = sky["npix"], sky["pixel_arcmin"]
-    rows = realmaps.read_catalogue(cfg["catalogue"])
-    loaded = realmaps.load_real_clusters(
+    rows = fits.read_catalogue(cfg["catalogue"])
+    loaded = fits.load_real_clusters(
         catalogue=rows,
         fits_dir=cfg["fits_dir"],
         npix=npix,
@@ -797,11 +652,11 @@ def _fits_shard(cfg: dict[str, Any], *, cosmo: dict[str, Any], **common: Any) ->
         margin_pix=beam_margin_pix(sky["beam_fwhm_arcmin"], pixel),
     )
     if loaded.errors and not cfg["skip_bad_clusters"]:
-        realmaps.raise_for_errors(loaded.errors, n_loaded=len(loaded.ids))
+        fits.raise_for_errors(loaded.errors, n_loaded=len(loaded.ids))
     for message in loaded.errors:
         log.warning("skipped: %s", message)
     if not loaded.ids:
-        raise realmaps.RealMapError("no cluster of the catalogue could be loaded")
+        raise fits.RealMapError("no cluster of the catalogue could be loaded")
     row_of = {row["id"]: k for k, row in enumerate(rows)}
     keys = np.array([row_of[i] for i in loaded.ids])
     skipped = [row["id"] for row in rows if row["id"] not in set(loaded.ids)]
