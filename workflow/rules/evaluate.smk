@@ -45,7 +45,7 @@ rule summarize_results:
         realistic=REALISTIC_SHARD,
         model_summary="results/model/normalization.json",
         history="results/model/history.csv",
-        code=src("report/summary", "report/stats", "io"),
+        code=src("report/summary", "report/claims", "report/stats", "io"),
     output:
         summary=report("results/summary.json", category="Summary"),
         markdown="results/summary.md",

@@ -81,7 +81,7 @@ rule plot_realistic:
         predictions="results/eval/realistic/predictions.csv",
         shard=REALISTIC_SHARD,
         summary="results/summary.json",
-        code=src("report/figures", "report/stats", "report/summary"),
+        code=src("report/figures", "report/stats", "report/summary", "report/claims"),
     output:
         figures("fig6_realistic", "fig6.rst"),
     params:

@@ -1,0 +1,304 @@
+"""The paper's claims (SPEC §4) and the reproduction targets (SPEC §6) beside this run's
+numbers (Gupta & Reichardt 2020, arXiv:2003.06135, §4): one small function per claim (or per
+group of claims read from one block of the summary), listed in ``CLAIMS`` in table order.
+"""
+
+from collections.abc import Callable, Mapping, Sequence
+
+#: The paper's requirement on trained masses (SPEC §4) and the bias test of SPEC §6.
+PAPER_DM_OVER_M = 0.2
+MAX_ABS_PULL = 1.0
+MAX_ABS_MEAN_LN = 0.02  # SPEC §6, scatter sets
+FLOOR_TOLERANCE = 0.05  # SPEC §6: widths within 5 % of the floor
+PAPER_SZ_RESIDUAL = 1e-2  # SPEC §4: residual at least 100x below the signal
+PAPER_MEAN_R = 1.287  # SPEC §4: mean r of the 95 Magneticum clusters
+
+
+def _claim(claim: str, paper: str, ours: str, agrees: bool | None, note: str = "") -> dict:
+    verdict = {True: "agrees", False: "differs", None: "n/a"}[agrees]
+    return {"claim": claim, "paper": paper, "ours": ours, "verdict": verdict, "note": note}
+
+
+def training_claims(summary: dict, **_: object) -> list[dict]:
+    """Training ends on the early-stopping rule, not on the epoch cap."""
+    tr = summary["training"]
+    return [
+        _claim(
+            "training ends on the early-stopping rule",
+            "best weights after early stopping (patience 15)",
+            f"{tr['stopped_by']} after {tr['epochs_run']} epochs, best epoch {tr['best_epoch']}",
+            tr["stopped_by"] == "early stopping",
+            ""
+            if tr["stopped_by"] == "early stopping"
+            else f"the {tr['max_epochs']}-epoch cap ended training: it may not have converged",
+        )
+    ]
+
+
+def trained_mass_claims(summary: dict, **_: object) -> list[dict]:
+    """dM/M and the pull on the trained masses."""
+    pm = summary["per_mass"]
+    if "trained" not in pm:
+        return []
+    t = pm["trained"]
+    return [
+        _claim(
+            "dM/M on trained masses",
+            f"<= {PAPER_DM_OVER_M} for every mass",
+            f"max {t['max_dm_over_m']:.3f}",
+            t["max_dm_over_m"] <= PAPER_DM_OVER_M,
+        ),
+        _claim(
+            "no bias on trained masses",
+            f"abs(pull) < {MAX_ABS_PULL} (SPEC §6)",
+            f"max abs(pull) {t['max_abs_pull']:.2f}",
+            t["max_abs_pull"] < MAX_ABS_PULL,
+        ),
+    ]
+
+
+def interpolated_claims(summary: dict, **_: object) -> list[dict]:
+    """Interpolated masses as good as the trained ones, with one exception."""
+    pm = summary["per_mass"]
+    if "interpolated" not in pm:
+        return []
+    rows = pm["interpolated"]["masses"]
+    bad = [
+        r["m_true"] / 1e14
+        for r in rows
+        if r["dm_over_m"] > PAPER_DM_OVER_M or abs(r["pull"]) >= MAX_ABS_PULL
+    ]
+    return [
+        _claim(
+            "interpolated masses as good as trained",
+            "yes, with one exception",
+            f"{len(bad)} of {len(rows)} masses fail dM/M or abs(pull) "
+            f"({', '.join(f'{m:g}' for m in bad) or 'none'})",
+            len(bad) <= 1 and len(bad) < len(rows),
+        )
+    ]
+
+
+def extrapolated_claims(
+    summary: dict, *, train_masses_1e14: Sequence[float], **_: object
+) -> list[dict]:
+    """Extrapolated masses are pinned to the trained edges."""
+    pm = summary["per_mass"]
+    if "extrapolated" not in pm:
+        return []
+    lo, hi = min(train_masses_1e14), max(train_masses_1e14)
+    parts = []
+    for r in pm["extrapolated"]["masses"]:
+        edge = lo if r["m_true"] / 1e14 < lo else hi
+        parts.append(f"{r['m_true'] / 1e14:g} -> {r['median'] / 1e14:.2f} (edge {edge:g})")
+    return [
+        _claim(
+            "extrapolated masses pinned to the trained edges",
+            f"estimates near {lo:g} or {hi:g} (9e14 by chance right)",
+            "; ".join(parts),
+            None,
+            "median estimate -> trained edge, 1e14 Msun",
+        )
+    ]
+
+
+def _scatter_width_claim(
+    name: str, fit: Mapping, fits: Mapping[str, Mapping], floor: float | None, sigma_int: float
+) -> dict:
+    """The width of one scatter set: below sigma_int, or much smaller without scatter."""
+    sig = float(name.removeprefix("scatter"))
+    if sig > 0:
+        agrees = fit["sigma"] < sigma_int
+        note = ""
+        if floor:
+            note = f"floor sigma_int/slope = {floor:.3f}; width/floor = {fit['sigma'] / floor:.2f}"
+        return _claim(
+            f"scatter test, sigma_int = {sig:g}: width",
+            f"slightly below {sigma_int:g}",
+            f"{fit['sigma']:.3f}",
+            agrees,
+            note,
+        )
+    widths = [f["sigma"] for n, f in fits.items() if n != name and "sigma" in f]
+    ours = f"{fit['sigma']:.3f}"
+    agrees = bool(widths) and fit["sigma"] < 0.5 * min(widths)
+    return _claim(
+        "scatter test without scatter: width",
+        "much smaller",
+        ours,
+        agrees if widths else None,
+    )
+
+
+def scatter_claims(summary: dict, *, sigma_int: float, **_: object) -> list[dict]:
+    """Each scatter set: a Gaussian ln ratio, its bias and its width."""
+    fits = summary["scatter"]["fits"]
+    floor = summary["scatter"]["floor_sigma_int"]
+    out = []
+    for name, fit in fits.items():
+        sig = float(name.removeprefix("scatter"))
+        if "error" in fit:
+            out.append(
+                _claim(
+                    f"scatter test, sigma_int = {sig:g}",
+                    "a Gaussian ln ratio",
+                    fit["error"],
+                    False,
+                    f"{fit['n_nonpositive']} of {fit['n_maps']} estimates <= 0",
+                )
+            )
+            continue
+        text = (
+            f"mean {fit['mean']:+.3f} ± {fit['mean_err']:.3f}, width {fit['sigma']:.3f} ± "
+            f"{fit['sigma_err']:.3f}"
+        )
+        out.append(
+            _claim(
+                f"scatter test, sigma_int = {sig:g}: bias",
+                f"abs(mean ln ratio) < {MAX_ABS_MEAN_LN} (SPEC §6)",
+                text,
+                abs(fit["mean"]) < MAX_ABS_MEAN_LN,
+            )
+        )
+        out.append(_scatter_width_claim(name, fit, fits, floor, sigma_int))
+    return out
+
+
+def floor_claim(summary: dict, **_: object) -> list[dict]:
+    """The first scattered set's width at the floor (sigma_int/slope and the filter's noise)."""
+    fits = summary["scatter"]["fits"]
+    combined = summary["scatter"].get("floor_combined")
+    fit = fits.get(next((n for n in fits if float(n[7:]) > 0), ""), {})
+    if not (combined and "sigma" in fit):
+        return []
+    ratio = fit["sigma"] / combined
+    return [
+        _claim(
+            "scatter-test width at the floor (SPEC §6)",
+            f"within {FLOOR_TOLERANCE:.0%} of the floor",
+            f"width {fit['sigma']:.3f} / floor {combined:.3f} = {ratio:.2f}",
+            abs(ratio - 1) <= FLOOR_TOLERANCE,
+            "floor: sigma_int/slope with the matched filter's no-scatter width in quadrature",
+        )
+    ]
+
+
+def realistic_claims(summary: dict, **_: object) -> list[dict]:
+    """The realistic set: the mean rescaling r and the rescaled ln ratio."""
+    real = summary.get("realistic")
+    if not real:
+        return []
+    out = [
+        _claim(
+            "realistic profiles: mean rescaling r",
+            f"{PAPER_MEAN_R}",
+            f"{real['mean_r']:.3f} ({real['r_used']}; measured {real['mean_r_measured']:.3f})",
+            None,
+            "our clusters are a stand-in, not Magneticum: r depends on their Y-M relation",
+        )
+    ]
+    f = real["fit_scaled"]
+    if "error" in f:
+        out.append(
+            _claim(
+                "realistic profiles: ln(r M_est/M_true)",
+                "mean consistent with 0",
+                f["error"],
+                False,
+            )
+        )
+        return out
+    scatter = real.get("intrinsic_scatter_ln_m")
+    out.append(
+        _claim(
+            "realistic profiles: ln(r M_est/M_true)",
+            "mean consistent with 0, width slightly above the relation's intrinsic scatter",
+            f"mean {f['mean']:+.3f} ± {f['mean_err']:.3f}, width "
+            f"{f['sigma']:.3f} ± {f['sigma_err']:.3f}",
+            abs(f["mean"]) < 2 * f["mean_err"],
+            _realistic_note(scatter, summary["scatter"]["fits"]),
+        )
+    )
+    return out
+
+
+def _realistic_note(scatter: float | None, fits: Mapping[str, Mapping]) -> str:
+    """The widths the realistic set's width should be read against."""
+    parts = []
+    if scatter is not None:
+        parts.append(f"intrinsic scatter of the stand-in's Y-M in ln M: {scatter:.3f}")
+    noise = [f["sigma"] for n, f in fits.items() if float(n[7:]) == 0 and "sigma" in f]
+    if noise:
+        parts.append(f"the network's width with no scatter (its noise): {noise[0]:.3f}")
+    return "; ".join(parts)
+
+
+def baseline_claims(summary: dict, **_: object) -> list[dict]:
+    """The network beside the matched filter on each test set (beyond the paper)."""
+    out = []
+    comparison = summary.get("baseline", {}).get("comparison", {})
+    for name, c in comparison.items():
+        if "median_dm_over_m" in c:
+            dm = c["median_dm_over_m"]
+            out.append(
+                _claim(
+                    f"network vs matched filter, {name} masses (beyond the paper)",
+                    "not compared in the paper",
+                    f"median dM/M {dm['network']:.3f} vs {dm['matched_filter']:.3f}",
+                    None,
+                    f"lower: {c['lower_dm_over_m']}",
+                )
+            )
+        else:
+            w = c["width"]
+            out.append(
+                _claim(
+                    f"network vs matched filter, {name} (beyond the paper)",
+                    "not compared in the paper",
+                    f"width {w['network']:.3f} vs {w['matched_filter']:.3f}",
+                    None,
+                    f"narrower: {c['narrower']}",
+                )
+            )
+    return out
+
+
+def sz_map_claim(summary: dict, **_: object) -> list[dict]:
+    """The predicted SZ map: a residual at least 100x below the signal."""
+    ratios = summary["sz_residual_ratio"]
+    ratios = {m: ratios[m] for m in summary.get("sz_residual_masses", ratios) if m in ratios}
+    if not ratios:
+        return []
+    worst = max(ratios.values())
+    return [
+        _claim(
+            "SZ map reconstruction",
+            f"residual < {PAPER_SZ_RESIDUAL:g} of the signal",
+            f"max residual / signal {worst:.1e} (M = {', '.join(ratios)}e14)",
+            worst < PAPER_SZ_RESIDUAL,
+        )
+    ]
+
+
+#: The claims table, in order: each function takes the summary (and ``sigma_int``,
+#: ``train_masses_1e14`` by keyword) and returns its rows, none where its block is absent.
+CLAIMS: tuple[Callable[..., list[dict]], ...] = (
+    training_claims,
+    trained_mass_claims,
+    interpolated_claims,
+    extrapolated_claims,
+    scatter_claims,
+    floor_claim,
+    realistic_claims,
+    baseline_claims,
+    sz_map_claim,
+)
+
+
+def claims(summary: dict, *, sigma_int: float, train_masses_1e14: Sequence[float]) -> list[dict]:
+    """The paper's claims (SPEC §4) and the reproduction targets (SPEC §6) beside ours."""
+    return [
+        row
+        for claim in CLAIMS
+        for row in claim(summary, sigma_int=sigma_int, train_masses_1e14=train_masses_1e14)
+    ]
