@@ -24,7 +24,7 @@ from scipy.spatial.transform import Rotation
 
 from szmass import io
 from szmass.network import dataset
-from szmass.realistic import b12, los_halos, rescale
+from szmass.realistic import b12, los_halos, rescale, shard
 from szmass.realistic import standin as realistic
 from szmass.sky import cluster, maps, profiles, simulate
 
@@ -436,7 +436,7 @@ def test_add_sky_matches_simulate_maps(tmp_path):
         ]
     )
     keys, n_real = np.array([3, 8]), 2
-    ours = realistic.add_sky(
+    ours = shard.add_sky(
         y_cluster=y,
         cluster_keys=keys,
         n_realizations=n_real,
@@ -464,7 +464,7 @@ def test_add_sky_matches_simulate_maps(tmp_path):
     # The line-of-sight maps go into the sky only, beam-convolved.
     los = np.zeros_like(y)
     los[:, 20:30, 25:35] = 1e-5
-    with_los = realistic.add_sky(
+    with_los = shard.add_sky(
         y_cluster=y,
         y_los=los,
         cluster_keys=keys,
@@ -477,7 +477,7 @@ def test_add_sky_matches_simulate_maps(tmp_path):
     )
     np.testing.assert_array_equal(with_los["sz"], ours["sz"])
     window = maps.apodization_window(40, SKY["apodization_width_pix"])
-    los_uk = realistic.y_to_uk(los, sky=SKY, cosmo=COSMO)
+    los_uk = shard.y_to_uk(los, sky=SKY, cosmo=COSMO)
     np.testing.assert_allclose(
         with_los["sky"] - ours["sky"], np.repeat(window * los_uk, n_real, axis=0), atol=1e-4
     )
@@ -487,7 +487,7 @@ def test_small_shard_through_prepare(tmp_path):
     spectra, _, _ = _write_spectra(tmp_path / "spectra.ecsv")
     out = tmp_path / "realistic.zarr"
     cfg = {"n_clusters": 3, "n_realizations": 2, "miscentring_arcmin": 0.3}
-    realistic.simulate_realistic_shard(
+    shard.simulate_realistic_shard(
         spectra_path=str(spectra),
         out_path=str(out),
         seed=5,

@@ -37,6 +37,7 @@ rule simulate_realistic:
         real=realistic_inputs,
         code=src(
             "realistic/standin",
+            "realistic/shard",
             "realistic/rescale",
             "realistic/b12",
             "realistic/los_halos",

@@ -3,7 +3,7 @@
 import _bootstrap  # noqa: F401  (src/ on sys.path)
 
 from szmass.logs import setup_logging
-from szmass.realistic.standin import simulate_realistic_shard
+from szmass.realistic.shard import simulate_realistic_shard
 
 snakemake = globals()["snakemake"]
 setup_logging(snakemake.log[0])

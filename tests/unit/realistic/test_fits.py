@@ -12,7 +12,7 @@ from scipy.special import ndtr
 from szmass import io
 from szmass.network import dataset
 from szmass.realistic import fits as realmaps
-from szmass.realistic import standin as realistic
+from szmass.realistic import shard
 from szmass.sky import profiles
 
 from ..conftest import COSMO, sky, write_spectra
@@ -262,7 +262,7 @@ def test_fits_shard(real_dir, skip):
         "skip_bad_clusters": skip,
     }
     cluster_cfg = {"redshift": 0.7, "x_max_r500": 5.0, "subpixel": 2}
-    ds = realistic.simulate_realistic_shard(
+    ds = shard.simulate_realistic_shard(
         spectra_path=str(spectra),
         out_path=str(out),
         seed=9,
@@ -302,7 +302,7 @@ def test_fits_shard_with_a_bad_cluster_raises_and_writes_nothing(real_dir):
     cfg = {"source": "fits", "catalogue": str(_catalogue(folder, rows)), "fits_dir": str(folder)}
     out = folder / "real.zarr"
     with pytest.raises(realmaps.RealMapError, match="(?s)2 cluster.*'C3'.*'E5'"):
-        realistic.simulate_realistic_shard(
+        shard.simulate_realistic_shard(
             spectra_path=str(write_spectra(folder / "spectra.ecsv")),
             out_path=str(out),
             seed=9,
