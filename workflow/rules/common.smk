@@ -44,6 +44,18 @@ def cluster_params():
     return {k: config["cluster"][k] for k in ("redshift", "x_max_r500", "subpixel")}
 
 
+def fresh_skies_inputs():
+    """The spectra table, when training draws fresh skies every epoch."""
+    return ["results/spectra/spectra.ecsv"] if config["training"]["fresh_skies"] else []
+
+
+def fresh_skies_params():
+    """What fresh skies are drawn with: the sky and the training maps' scatter (else nothing)."""
+    if not config["training"]["fresh_skies"]:
+        return {}
+    return {"sky": config["sky"], "sigma_int": config["cluster"]["sigma_int"]}
+
+
 def realistic_inputs(wildcards):
     """The catalogue and the FITS folder when the clusters are real cutouts."""
     real = config["realistic"]

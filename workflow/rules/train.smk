@@ -3,7 +3,15 @@ rule train_model:
         train="results/datasets/train.zarr",
         val="results/datasets/val.zarr",
         normalization="results/datasets/normalization.json",
-        code=src("network/train", "network/model", "network/dataset"),
+        spectra=fresh_skies_inputs(),
+        code=src(
+            "network/train",
+            "network/model",
+            "network/dataset",
+            "network/readout",
+            "network/fresh_skies",
+            "sky/simulate",
+        ),
     output:
         model="results/model/mresunet.keras",
         history="results/model/history.csv",
@@ -11,6 +19,7 @@ rule train_model:
     params:
         model=canonical(config["model"]),
         training=canonical(config["training"]),
+        fresh_skies=canonical(fresh_skies_params()),
         seed=config["seed"],
     log:
         "logs/train_model.log",

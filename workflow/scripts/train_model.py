@@ -18,4 +18,6 @@ train_model(
     training=snakemake.params.training,
     seed=snakemake.params.seed,
     threads=snakemake.threads,
+    spectra_path=snakemake.input.spectra[0] if snakemake.input.spectra else None,
+    **snakemake.params.fresh_skies,
 )

@@ -23,7 +23,7 @@ from .spectra import read_spectra
 
 log = logging.getLogger("szmass.simulate")
 
-SET_CODES = {"grid": 1, "scatter": 2, "realistic": 3}
+SET_CODES = {"grid": 1, "scatter": 2, "realistic": 3, "fresh": 4}
 COMPONENT_CODES = {"field": 0, "noise": 1, "scatter": 2, "mass": 3}
 CHUNK = 100  # maps per FFT batch; fixed so that results never depend on it
 BEAM_CUTOFF = 1e-5  # the spectra table must reach an l where the beam is below this

@@ -1,0 +1,92 @@
+"""Fresh skies every epoch: a new CMB + foreground + noise realization, and a new intrinsic
+scatter draw, for every training cluster at every epoch (issue 12; beyond the paper, which
+trains on fixed maps: Gupta & Reichardt 2020, arXiv:2003.06135, §3).
+
+A fixed training set of 3200 maps is too small for the network's readout: it overfits the
+particular CMB and noise behind each cluster. The simulator makes ~1000 maps/s, far faster than
+training consumes them, so each epoch draws new ones. The cluster's own beam-convolved SZ map
+is kept (its scatter-free shape from the training set); only the sky around it and its scatter
+are new. Epoch e, cluster i draws from ``SeedSequence(seed, spawn_key=("fresh", e, i, ...))``
+(``simulate.map_rng``), so a run is repeatable and a resumed run sees the same skies.
+
+The 8 rotations and flips of the square map add nothing here: an A10 cluster map is symmetric
+under them about its centre pixel, and the fresh fields are statistically isotropic.
+"""
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from ..sky import maps
+from ..sky.simulate import map_rng, sky_components
+from ..sky.spectra import read_spectra
+
+log = logging.getLogger("szmass.fresh_skies")
+
+FRESH_SET = "fresh"
+
+
+def scatter_free_sz(labels_sz: np.ndarray, ln_scatter: np.ndarray, sz_scale: float) -> np.ndarray:
+    """The clusters' beam-convolved SZ maps [uK] without their drawn scatter, (n, H, W), from
+    the training set's SZ label channel (n, H, W) and ``ln_scatter`` (n,)."""
+    return labels_sz * sz_scale * np.exp(-ln_scatter)[:, None, None]
+
+
+class FreshSkies:
+    """Draws, per epoch, the network inputs and SZ labels of every training cluster on a new sky.
+
+    Args:
+        sz_uk: the clusters' scatter-free SZ maps [uK], (n, H, W).
+        spectra_path: the spectra table (its ``cl_total`` is the field's C_l).
+        sky: the simulation's ``sky`` config (npix, pixel, beam, noise, apodization, padding).
+        sigma_int: the intrinsic scatter of the new draws (ln units).
+        sky_scale, sz_scale: the normalization constants of inputs and SZ labels.
+    """
+
+    def __init__(
+        self,
+        *,
+        sz_uk: np.ndarray,
+        spectra_path: str,
+        sky: dict[str, Any],
+        sigma_int: float,
+        seed: int,
+        sky_scale: float,
+        sz_scale: float,
+        threads: int = 1,
+    ):
+        spectra = read_spectra(spectra_path)
+        self.ell = np.asarray(spectra["ell"], dtype=float)
+        self.cl = np.asarray(spectra["cl_total"], dtype=float)
+        self.sz_uk = np.asarray(sz_uk, dtype=np.float64)
+        self.sky, self.sigma_int, self.seed = sky, float(sigma_int), int(seed)
+        self.sky_scale, self.sz_scale, self.threads = sky_scale, sz_scale, threads
+        self.window = maps.apodization_window(sky["npix"], sky["apodization_width_pix"])
+        if self.sz_uk.shape[1:] != (sky["npix"], sky["npix"]):
+            raise ValueError(
+                f"training maps are {self.sz_uk.shape[1]}x{self.sz_uk.shape[2]}, the sky "
+                f"config says {sky['npix']}x{sky['npix']}"
+            )
+
+    def epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs (n, H, W, 1) and SZ labels (n, H, W) of epoch ``epoch``, float32, normalised."""
+        n = len(self.sz_uk)
+        inputs = np.empty((n, *self.sz_uk.shape[1:], 1), dtype=np.float32)
+        labels_sz = np.empty(self.sz_uk.shape, dtype=np.float32)
+        components = sky_components(
+            spectra_ell=self.ell,
+            spectra_cl=self.cl,
+            sky=self.sky,
+            set_name=FRESH_SET,
+            seed=self.seed,
+            keys=np.full(n, epoch),
+            realizations=np.arange(n),
+            threads=self.threads,
+        )
+        for i, field, noise in components:
+            rng = map_rng(self.seed, FRESH_SET, epoch, i, "scatter")
+            sz = self.sz_uk[i] * np.exp(self.sigma_int * rng.standard_normal())
+            inputs[i, ..., 0] = self.window * (field + sz + noise) / self.sky_scale
+            labels_sz[i] = sz / self.sz_scale
+        return inputs, labels_sz

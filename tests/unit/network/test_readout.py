@@ -1,0 +1,141 @@
+"""szmass.readout: the readout-weighted loss, the validation statistics and the batch-norm
+statistics recomputed without dropout."""
+
+import keras
+import numpy as np
+import pytest
+
+from szmass.network.model import build_mresunet
+from szmass.network.readout import (
+    LN_FLOOR,
+    ReadoutMSE,
+    loss_value,
+    readout_scores,
+    recalibrate_batch_norm,
+)
+
+#: float32 sums of a few hundred terms against float64 numpy.
+LOSS_RTOL = 1e-5
+
+
+def _pair(seed=0, n=5, size=8):
+    rng = np.random.default_rng(seed)
+    return (
+        rng.normal(size=(n, size, size, 2)).astype("float32"),
+        rng.normal(size=(n, size, size, 2)).astype("float32"),
+    )
+
+
+def test_weight_zero_is_the_mse():
+    y, p = _pair()
+    got = float(ReadoutMSE(readout_weight=0.0)(y, p))
+    assert got == pytest.approx(float(np.mean((p - y) ** 2)), rel=LOSS_RTOL)
+    assert loss_value(y, p, readout_weight=0.0) == pytest.approx(got, rel=LOSS_RTOL)
+
+
+def test_weight_adds_the_central_mass_pixel():
+    y, p = _pair(1)
+    centre = (p[:, 4, 4, 1].astype(float) - y[:, 4, 4, 1]) ** 2
+    expected = np.mean((p - y) ** 2) + 3.0 * centre.mean()
+    assert float(ReadoutMSE(readout_weight=3.0)(y, p)) == pytest.approx(expected, rel=LOSS_RTOL)
+    assert loss_value(y, p, readout_weight=3.0) == pytest.approx(expected, rel=LOSS_RTOL)
+    # the SZ channel's centre is not the readout
+    p2 = p.copy()
+    p2[:, 4, 4, 0] += 1.0
+    extra = float(ReadoutMSE(readout_weight=3.0)(y, p2)) - float(
+        ReadoutMSE(readout_weight=3.0)(y, p)
+    )
+    assert extra == pytest.approx(np.mean((p2 - y) ** 2) - np.mean((p - y) ** 2), rel=1e-3)
+
+
+def test_loss_round_trips_through_a_saved_model(tmp_path):
+    net = build_mresunet(input_size=8, base_filters=2, depth=1, dropout=0.0)
+    net.compile(optimizer="adam", loss=ReadoutMSE(readout_weight=2.5))
+    net.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert isinstance(loaded.loss, ReadoutMSE) and loaded.loss.readout_weight == 2.5
+
+
+def test_readout_scores_known_numbers():
+    m_true = np.full(1001, 4e14)
+    r = np.linspace(-1.0, 1.0, 1001)  # uniform: 16-84% half-width 0.68
+    s = readout_scores(m_true * np.exp(r), m_true)
+    assert s["mean_ln"] == pytest.approx(0.0, abs=1e-12)
+    assert s["width"] == pytest.approx(0.68, abs=1e-3)
+    # estimates <= 0 rank lowest (held at the floor), they do not vanish or give NaN
+    est = m_true.copy()
+    est[:200] = -1.0
+    s = readout_scores(est, m_true)
+    assert np.isfinite(s["width"]) and s["mean_ln"] == pytest.approx(200 / 1001 * np.log(LN_FLOOR))
+
+
+def _moving_stats(net):
+    return {
+        layer.name: (np.array(layer.moving_mean), np.array(layer.moving_variance))
+        for layer in net.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    }
+
+
+def test_recalibration_uses_no_dropout_and_restores_the_layers():
+    """The same weights with and without dropout layers give the same recomputed statistics:
+    dropout is off while they are gathered; rates and momenta come back afterwards."""
+    keras.utils.set_random_seed(0)
+    kwargs = dict(input_size=8, base_filters=2, depth=2, n_substages=2, skip_dilations=(2,))
+    with_drop = build_mresunet(dropout=0.5, **kwargs)
+    without = build_mresunet(dropout=0.0, **kwargs)
+    without.set_weights(with_drop.get_weights())
+    x = np.random.default_rng(2).normal(size=(96, 8, 8, 1)).astype("float32")
+    recalibrate_batch_norm(with_drop, x, batch_size=32)
+    recalibrate_batch_norm(without, x, batch_size=32)
+    a, b = _moving_stats(with_drop), _moving_stats(without)
+    assert a.keys() == b.keys() and any(name.startswith("dec") for name in a)
+    for name in a:
+        np.testing.assert_allclose(a[name][0], b[name][0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a[name][1], b[name][1], rtol=1e-5, atol=1e-6)
+    assert {
+        layer.rate for layer in with_drop.layers if isinstance(layer, keras.layers.Dropout)
+    } == {0.5}
+    assert {
+        layer.momentum
+        for layer in with_drop.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    } == {0.99}
+
+
+def test_recalibration_gives_the_average_batch_statistics():
+    """The first batch norm's moving mean becomes the mean over the inputs of its own input."""
+    keras.utils.set_random_seed(1)
+    net = build_mresunet(
+        input_size=8, base_filters=2, depth=2, n_substages=2, skip_dilations=(2,), dropout=0.3
+    )
+    x = np.random.default_rng(3).normal(size=(64, 8, 8, 1)).astype("float32")
+    recalibrate_batch_norm(net, x, batch_size=16)
+    bn = net.get_layer("enc0_d1_bn")
+    before_bn = keras.Model(net.input, net.get_layer("enc0_d1_selu").output)
+    act = np.asarray(before_bn(x))
+    np.testing.assert_allclose(
+        np.array(bn.moving_mean), act.mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-6
+    )
+
+
+def test_dropout_shifts_the_statistics():
+    """The fault this guards against: statistics gathered with dropout on (what training's
+    moving averages see) differ from those of the inputs the model predicts on."""
+    keras.utils.set_random_seed(4)
+    net = build_mresunet(
+        input_size=8, base_filters=2, depth=2, n_substages=2, skip_dilations=(2,), dropout=0.5
+    )
+    x = np.random.default_rng(5).normal(size=(64, 8, 8, 1)).astype("float32")
+    recalibrate_batch_norm(net, x, batch_size=64)
+    off = _moving_stats(net)
+    bns = [layer for layer in net.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    for b in bns:
+        b.momentum = 0.0
+    net(x, training=True)  # dropout on, as in training
+    on = _moving_stats(net)
+    for b in bns:
+        b.momentum = 0.99
+    # the decoder's batch norms after the dropout see other variances
+    changed = [n for n in on if not np.allclose(on[n][1], off[n][1], rtol=1e-3)]
+    assert changed and all(not n.startswith("enc0") for n in changed)
