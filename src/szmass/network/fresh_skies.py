@@ -14,6 +14,8 @@ under them about its centre pixel, and the fresh fields are statistically isotro
 """
 
 import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -90,3 +92,46 @@ class FreshSkies:
             inputs[i, ..., 0] = self.window * (field + sz + noise) / self.sky_scale
             labels_sz[i] = sz / self.sz_scale
         return inputs, labels_sz
+
+
+def fresh_epoch_batches(
+    fresh,
+    mass_maps: np.ndarray,
+    *,
+    batch_size: int,
+    seed: int,
+    first_epoch: int,
+    last_epoch: int,
+    draw_seconds: dict[int, float],
+):
+    """A tf.data stream of the batches of epochs first..last-1, each epoch on its own fresh
+    skies (``FreshSkies.epoch``) in a shuffle keyed on (seed, epoch); the next epoch's skies
+    are drawn in a thread while this one trains. ``draw_seconds[epoch]`` records each draw."""
+    import tensorflow as tf
+
+    n, (h, w) = len(mass_maps), mass_maps.shape[1:]
+
+    def draw(epoch):
+        t0 = time.perf_counter()
+        x, sz = fresh.epoch(epoch)
+        y = np.stack([sz, mass_maps], axis=-1).astype(np.float32)
+        draw_seconds[epoch] = time.perf_counter() - t0
+        return x, y
+
+    def generate():
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(draw, first_epoch)
+            for epoch in range(first_epoch, last_epoch):
+                x, y = pending.result()
+                if epoch + 1 < last_epoch:
+                    pending = pool.submit(draw, epoch + 1)
+                order = np.random.default_rng([seed, epoch]).permutation(n)
+                for start in range(0, n, batch_size):
+                    idx = np.sort(order[start : start + batch_size])
+                    yield x[idx], y[idx]
+
+    signature = (
+        tf.TensorSpec((None, h, w, 1), tf.float32),
+        tf.TensorSpec((None, h, w, 2), tf.float32),
+    )
+    return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)

@@ -88,3 +88,22 @@ def recalibrate_batch_norm(net: keras.Model, inputs: np.ndarray, *, batch_size: 
             b.momentum = m
         for d, r in zip(drops, rates, strict=True):
             d.rate = r
+
+
+def validate_readout(
+    net, x_val, y_val, *, m_norm: float, recipe: dict, x_recal
+) -> dict[str, float]:
+    """The validation loss and readout statistics of the model as it stands; with
+    ``bn_recalibration``, its batch-norm statistics are first recomputed without dropout."""
+    if recipe["bn_recalibration"]:
+        recalibrate_batch_norm(net, x_recal)
+    pred = np.concatenate(
+        [net.predict_on_batch(x_val[i : i + 64]) for i in range(0, len(x_val), 64)]
+    )
+    c = x_val.shape[1] // 2
+    scores = readout_scores(pred[:, c, c, 1] * m_norm, y_val[:, c, c, 1] * m_norm)
+    return {
+        "val_loss": loss_value(y_val, pred, readout_weight=recipe["readout_weight"]),
+        "val_mean_ln": scores["mean_ln"],
+        "val_width": scores["width"],
+    }

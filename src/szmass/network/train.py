@@ -22,14 +22,13 @@ import json
 import logging
 import os
 import shutil
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
+from .callback import make_callback, rng_state_variables
 from .dataset import read_normalization
 
 log = logging.getLogger("szmass.train")
@@ -55,7 +54,8 @@ RECIPE_DEFAULTS = {
     "bn_recalibration": False,
 }
 SELECT_BY = ("val_loss", "val_width")
-BN_RECALIBRATION_MAPS = 1024  # training inputs the batch-norm statistics are recomputed on
+#: Training inputs the batch-norm statistics are recomputed on (every k-th map: all masses).
+BN_RECALIBRATION_MAPS = 1024
 
 
 def load_set(
@@ -131,58 +131,9 @@ def epoch_batches(
     return stream.prefetch(tf.data.AUTOTUNE)
 
 
-def fresh_epoch_batches(
-    fresh,
-    mass_maps: np.ndarray,
-    *,
-    batch_size: int,
-    seed: int,
-    first_epoch: int,
-    last_epoch: int,
-    draw_seconds: dict[int, float],
-):
-    """A tf.data stream of the batches of epochs first..last-1, each epoch on its own fresh
-    skies (``FreshSkies.epoch``) in a shuffle keyed on (seed, epoch); the next epoch's skies
-    are drawn in a thread while this one trains. ``draw_seconds[epoch]`` records each draw."""
-    import tensorflow as tf
-
-    n, (h, w) = len(mass_maps), mass_maps.shape[1:]
-
-    def draw(epoch):
-        t0 = time.perf_counter()
-        x, sz = fresh.epoch(epoch)
-        y = np.stack([sz, mass_maps], axis=-1).astype(np.float32)
-        draw_seconds[epoch] = time.perf_counter() - t0
-        return x, y
-
-    def generate():
-        with ThreadPoolExecutor(1) as pool:
-            pending = pool.submit(draw, first_epoch)
-            for epoch in range(first_epoch, last_epoch):
-                x, y = pending.result()
-                if epoch + 1 < last_epoch:
-                    pending = pool.submit(draw, epoch + 1)
-                order = np.random.default_rng([seed, epoch]).permutation(n)
-                for start in range(0, n, batch_size):
-                    idx = np.sort(order[start : start + batch_size])
-                    yield x[idx], y[idx]
-
-    signature = (
-        tf.TensorSpec((None, h, w, 1), tf.float32),
-        tf.TensorSpec((None, h, w, 2), tf.float32),
-    )
-    return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
-
-
 def fingerprint(settings: dict[str, Any]) -> str:
     """A short hash of everything that defines a run; a checkpoint resumes only a same run."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _rng_state_variables(net) -> list:
-    """The dropout layers' random-generator states, in model order (Keras saves weights, not
-    these, in a .keras file; without them a resumed run would replay epoch 1's masks)."""
-    return [v for v in net.variables if v.path.endswith("seed_generator_state")]
 
 
 def _code_and_data_digest(*arrays: np.ndarray) -> str:
@@ -190,134 +141,9 @@ def _code_and_data_digest(*arrays: np.ndarray) -> str:
     digest = hashlib.sha256()
     for arr in arrays:
         digest.update(np.ascontiguousarray(arr).tobytes())
-    for module in ("model.py", "train.py", "readout.py", "fresh_skies.py"):
+    for module in ("model.py", "train.py", "callback.py", "readout.py", "fresh_skies.py"):
         digest.update((Path(__file__).parent / module).read_bytes())
     return digest.hexdigest()
-
-
-def _validate(net, x_val, y_val, *, m_norm: float, recipe: dict, x_recal) -> dict[str, float]:
-    """The validation loss and readout statistics of the model as it stands; with
-    ``bn_recalibration``, its batch-norm statistics are first recomputed without dropout."""
-    from .readout import loss_value, readout_scores, recalibrate_batch_norm
-
-    if recipe["bn_recalibration"]:
-        recalibrate_batch_norm(net, x_recal)
-    pred = np.concatenate(
-        [net.predict_on_batch(x_val[i : i + 64]) for i in range(0, len(x_val), 64)]
-    )
-    c = x_val.shape[1] // 2
-    scores = readout_scores(pred[:, c, c, 1] * m_norm, y_val[:, c, c, 1] * m_norm)
-    return {
-        "val_loss": loss_value(y_val, pred, readout_weight=recipe["readout_weight"]),
-        "val_mean_ln": scores["mean_ln"],
-        "val_width": scores["width"],
-    }
-
-
-def _make_callback(
-    *,
-    ckpt_dir: Path,
-    state: dict[str, Any],
-    training: dict[str, Any],
-    n_train: int,
-    validate,
-    draw_seconds: dict[int, float],
-):
-    import keras
-
-    max_epochs, warmup = training["max_epochs"], training["warmup_epochs"]
-    base_lr, select_by = training["learning_rate"], training["select_by"]
-
-    class ResumableTraining(keras.callbacks.Callback):
-        """Warm-up, plateau LR cuts, early stopping, best weights, a checkpoint every epoch."""
-
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch < warmup:
-                self.model.optimizer.learning_rate.assign(base_lr * (epoch + 1) / warmup)
-            self.t0 = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            if batch == 1:  # steady-state rate from here: the first steps include tracing
-                self.t1 = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
-            seconds = time.perf_counter() - self.t0
-            steps = -(-n_train // training["batch_size"])
-            steady = (time.perf_counter() - self.t1) / max(steps - 2, 1) * steps
-            val = validate(self.model)
-            lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-            state["history"].append(
-                {
-                    "epoch": epoch + 1,
-                    "loss": float(logs["loss"]),
-                    **val,
-                    "learning_rate": lr,
-                    "seconds": seconds,
-                    "images_per_s": n_train / steady,
-                }
-            )
-            score = val[select_by]
-            if score < state["best_score"]:
-                state.update(
-                    best_score=score,
-                    best_val_loss=val["val_loss"],
-                    best_epoch=epoch + 1,
-                    wait_lr=0,
-                    wait_stop=0,
-                )
-                state["best_file"] = f"best-{epoch + 1:04d}.weights.h5"
-                self.model.save_weights(ckpt_dir / state["best_file"])
-            elif epoch + 1 > warmup:
-                state["wait_lr"] += 1
-                state["wait_stop"] += 1
-                if state["wait_lr"] >= training["lr_patience"]:
-                    new_lr = lr * training["lr_factor"]
-                    self.model.optimizer.learning_rate.assign(new_lr)
-                    state["wait_lr"] = 0
-                    log.info(
-                        "no better %s for %d epochs: learning rate -> %.3g",
-                        select_by,
-                        training["lr_patience"],
-                        new_lr,
-                    )
-                if state["wait_stop"] >= training["stop_patience"]:
-                    state["stopped_early"] = True
-                    self.model.stop_training = True
-            state["epochs_done"] = epoch + 1
-            draw = draw_seconds.pop(epoch, None)
-            log.info(
-                "epoch %d/%d: loss %.4g, val_loss %.4g, val mean ln %+.3f, width %.3f "
-                "(best %s %.4g @ %d), lr %.3g, %.0f images/s%s, ETA <= %.0f s",
-                epoch + 1,
-                max_epochs,
-                logs["loss"],
-                val["val_loss"],
-                val["val_mean_ln"],
-                val["val_width"],
-                select_by,
-                state["best_score"],
-                state["best_epoch"],
-                lr,
-                n_train / steady,
-                "" if draw is None else f" (fresh skies drawn in {draw:.1f} s, in a thread)",
-                seconds * (max_epochs - epoch - 1),
-            )
-            # Checkpoint: epoch-numbered model (+ optimizer) and best weights, then the state
-            # that names them, replaced in one rename; files it does not name are dropped. A
-            # kill at any point leaves a state and the files it names.
-            state["last_file"] = f"last-{epoch + 1:04d}.keras"
-            self.model.save(ckpt_dir / state["last_file"])
-            state["rng_states"] = [
-                keras.ops.convert_to_numpy(v).tolist() for v in _rng_state_variables(self.model)
-            ]
-            (ckpt_dir / "state.json.tmp").write_text(json.dumps(state, indent=1))
-            os.replace(ckpt_dir / "state.json.tmp", ckpt_dir / "state.json")
-            for path in ckpt_dir.iterdir():
-                if path.name not in ("state.json", state["last_file"], state["best_file"]):
-                    path.unlink()
-
-    return ResumableTraining()
 
 
 def training_recipe(training: dict[str, Any]) -> dict[str, Any]:
@@ -418,7 +244,7 @@ def train_model(
     if saved.exists() and json.loads(saved.read_text()).get("fingerprint") == fp:
         state = json.loads(saved.read_text())
         net = keras.saving.load_model(ckpt_dir / state["last_file"])
-        for var, value in zip(_rng_state_variables(net), state["rng_states"], strict=True):
+        for var, value in zip(rng_state_variables(net), state["rng_states"], strict=True):
             var.assign(np.asarray(value, dtype=var.dtype))
         log.info("resuming from the checkpoint after epoch %d", state["epochs_done"])
     else:
@@ -442,7 +268,7 @@ def train_model(
     if recipe["fresh_skies"]:
         if spectra_path is None or sky is None or sigma_int is None:
             raise ValueError("training.fresh_skies needs spectra_path, sky and sigma_int")
-        from .fresh_skies import FreshSkies, scatter_free_sz
+        from .fresh_skies import FreshSkies, fresh_epoch_batches, scatter_free_sz
 
         ln_scatter = xr.open_zarr(train_path, consolidated=True)["ln_scatter"].values
         fresh = FreshSkies(
@@ -469,14 +295,16 @@ def train_model(
             x_train, y_train, batch_size=batch, seed=seed, first_epoch=first, last_epoch=last
         )
 
+    from .readout import validate_readout
+
     def validate(net):
-        return _validate(
+        return validate_readout(
             net,
             x_val,
             y_val,
             m_norm=norm["m_norm_msun"],
             recipe=recipe,
-            x_recal=x_train[:BN_RECALIBRATION_MAPS],
+            x_recal=x_train[:: max(1, len(x_train) // BN_RECALIBRATION_MAPS)],
         )
 
     if first < last and not state["stopped_early"]:
@@ -486,7 +314,7 @@ def train_model(
             initial_epoch=first,
             epochs=last,
             callbacks=[
-                _make_callback(
+                make_callback(
                     ckpt_dir=ckpt_dir,
                     state=state,
                     training=recipe,

@@ -1,0 +1,125 @@
+"""The training loop's bookkeeping, as a Keras callback (SPEC §3; Gupta & Reichardt 2020,
+arXiv:2003.06135, §3): the learning-rate warm-up and plateau cuts, early stopping, the best
+weights, and a checkpoint after every epoch that a killed job resumes from.
+"""
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("szmass.train")
+
+
+def rng_state_variables(net) -> list:
+    """The dropout layers' random-generator states, in model order (Keras saves weights, not
+    these, in a .keras file; without them a resumed run would replay epoch 1's masks)."""
+    return [v for v in net.variables if v.path.endswith("seed_generator_state")]
+
+
+def make_callback(
+    *,
+    ckpt_dir: Path,
+    state: dict[str, Any],
+    training: dict[str, Any],
+    n_train: int,
+    validate,
+    draw_seconds: dict[int, float],
+):
+    import keras
+
+    max_epochs, warmup = training["max_epochs"], training["warmup_epochs"]
+    base_lr, select_by = training["learning_rate"], training["select_by"]
+
+    class ResumableTraining(keras.callbacks.Callback):
+        """Warm-up, plateau LR cuts, early stopping, best weights, a checkpoint every epoch."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch < warmup:
+                self.model.optimizer.learning_rate.assign(base_lr * (epoch + 1) / warmup)
+            self.t0 = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 1:  # steady-state rate from here: the first steps include tracing
+                self.t1 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            seconds = time.perf_counter() - self.t0
+            steps = -(-n_train // training["batch_size"])
+            steady = (time.perf_counter() - self.t1) / max(steps - 2, 1) * steps
+            val = validate(self.model)
+            lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            state["history"].append(
+                {
+                    "epoch": epoch + 1,
+                    "loss": float(logs["loss"]),
+                    **val,
+                    "learning_rate": lr,
+                    "seconds": seconds,
+                    "images_per_s": n_train / steady,
+                }
+            )
+            score = val[select_by]
+            if score < state["best_score"]:
+                state.update(
+                    best_score=score,
+                    best_val_loss=val["val_loss"],
+                    best_epoch=epoch + 1,
+                    wait_lr=0,
+                    wait_stop=0,
+                )
+                state["best_file"] = f"best-{epoch + 1:04d}.weights.h5"
+                self.model.save_weights(ckpt_dir / state["best_file"])
+            elif epoch + 1 > warmup:
+                state["wait_lr"] += 1
+                state["wait_stop"] += 1
+                if state["wait_lr"] >= training["lr_patience"]:
+                    new_lr = lr * training["lr_factor"]
+                    self.model.optimizer.learning_rate.assign(new_lr)
+                    state["wait_lr"] = 0
+                    log.info(
+                        "no better %s for %d epochs: learning rate -> %.3g",
+                        select_by,
+                        training["lr_patience"],
+                        new_lr,
+                    )
+                if state["wait_stop"] >= training["stop_patience"]:
+                    state["stopped_early"] = True
+                    self.model.stop_training = True
+            state["epochs_done"] = epoch + 1
+            draw = draw_seconds.pop(epoch, None)
+            log.info(
+                "epoch %d/%d: loss %.4g, val_loss %.4g, val mean ln %+.3f, width %.3f "
+                "(best %s %.4g @ %d), lr %.3g, %.0f images/s%s, ETA <= %.0f s",
+                epoch + 1,
+                max_epochs,
+                logs["loss"],
+                val["val_loss"],
+                val["val_mean_ln"],
+                val["val_width"],
+                select_by,
+                state["best_score"],
+                state["best_epoch"],
+                lr,
+                n_train / steady,
+                "" if draw is None else f" (fresh skies drawn in {draw:.1f} s, in a thread)",
+                seconds * (max_epochs - epoch - 1),
+            )
+            # Checkpoint: epoch-numbered model (+ optimizer) and best weights, then the state
+            # that names them, replaced in one rename; files it does not name are dropped. A
+            # kill at any point leaves a state and the files it names.
+            state["last_file"] = f"last-{epoch + 1:04d}.keras"
+            self.model.save(ckpt_dir / state["last_file"])
+            state["rng_states"] = [
+                keras.ops.convert_to_numpy(v).tolist() for v in rng_state_variables(self.model)
+            ]
+            (ckpt_dir / "state.json.tmp").write_text(json.dumps(state, indent=1))
+            os.replace(ckpt_dir / "state.json.tmp", ckpt_dir / "state.json")
+            for path in ckpt_dir.iterdir():
+                if path.name not in ("state.json", state["last_file"], state["best_file"]):
+                    path.unlink()
+
+    return ResumableTraining()
