@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from szmass.baseline import matched_filter as mf
+from szmass.calibration import apply_calibration, fit_calibration
 from szmass.sky import cluster as cluster_mod
 from szmass.sky import maps, profiles, simulate
 
@@ -210,9 +211,7 @@ def test_calibration_fits_and_inverts():
     a_true, b_true, scatter_true, n = 33.0, 0.6, 0.1, 5000
     ln_amp = rng.uniform(-1.5, 1.5, n)
     # Exact power law: a and b to rounding.
-    exact = mf.fit_calibration(
-        amplitude=np.exp(ln_amp), m200c_msun=np.exp(a_true + b_true * ln_amp)
-    )
+    exact = fit_calibration(amplitude=np.exp(ln_amp), m200c_msun=np.exp(a_true + b_true * ln_amp))
     assert exact["a"] == pytest.approx(a_true, rel=1e-12)
     assert exact["b"] == pytest.approx(b_true, rel=1e-10)
     assert exact["n_nonpositive"] == 0 and exact["n_used"] == n
@@ -221,7 +220,7 @@ def test_calibration_fits_and_inverts():
     ln_m = a_true + b_true * ln_amp + scatter_true * rng.standard_normal(n)
     amp = np.exp(ln_amp)
     amp[:7] = [0.0, -0.5, -2.0, np.nan, -1e-9, -3.0, 0.0]
-    fit = mf.fit_calibration(amplitude=amp, m200c_msun=np.exp(ln_m))
+    fit = fit_calibration(amplitude=amp, m200c_msun=np.exp(ln_m))
     assert fit["n_nonpositive"] == 7 and fit["n_used"] == n - 7
     assert abs(fit["a"] - a_true) < N_SIGMA * fit["a_err"]
     assert abs(fit["b"] - b_true) < N_SIGMA * fit["b_err"]
@@ -230,15 +229,15 @@ def test_calibration_fits_and_inverts():
     # scaling relation ln A = (ln M - a) / b and inverted; its width is reported in ln M.
     ln_m2 = rng.uniform(np.log(1e14), np.log(1e15), n)
     ln_a2 = (ln_m2 - a_true) / b_true + scatter_true * rng.standard_normal(n)
-    fwd = mf.fit_calibration(amplitude=np.exp(ln_a2), m200c_msun=np.exp(ln_m2), method="forward")
+    fwd = fit_calibration(amplitude=np.exp(ln_a2), m200c_msun=np.exp(ln_m2), method="forward")
     assert abs(fwd["a"] - a_true) < N_SIGMA * fwd["a_err"]
     assert abs(fwd["b"] - b_true) < N_SIGMA * fwd["b_err"]
     assert abs(fwd["scatter"] / (scatter_true * b_true) - 1) < N_SIGMA / math.sqrt(2 * (n - 2))
     # ... where the inverse regression of the same pairs is pulled toward the mean (b lower).
-    inv = mf.fit_calibration(amplitude=np.exp(ln_a2), m200c_msun=np.exp(ln_m2))
+    inv = fit_calibration(amplitude=np.exp(ln_a2), m200c_msun=np.exp(ln_m2))
     assert inv["b"] < b_true - N_SIGMA * inv["b_err"]
     # apply inverts the fitted law; non-positive amplitudes give NaN, flagged and counted.
-    out = mf.apply_calibration(fit, amplitude=amp, amplitude_err=0.05 * np.abs(amp))
+    out = apply_calibration(fit, amplitude=amp, amplitude_err=0.05 * np.abs(amp))
     np.testing.assert_array_equal(np.isnan(out["m200c_est"]), np.arange(n) < 7)
     np.testing.assert_array_equal(out["nonpositive"], np.arange(n) < 7)
     assert out["n_nonpositive"] == 7
@@ -248,7 +247,7 @@ def test_calibration_fits_and_inverts():
     # First-order error: 5% in A is |b| x 5% in ln M; Monte Carlo of the same (1% in ln A
     # errors are second-order small: the MC std is within 1% of it, plus sampling).
     np.testing.assert_allclose(out["ln_m_err"][7:], abs(fit["b"]) * 0.05, rtol=1e-12)
-    draws = mf.apply_calibration(
+    draws = apply_calibration(
         fit, amplitude=1.0 + 0.01 * rng.standard_normal(20000), amplitude_err=0.01
     )
     mc = np.log(draws["m200c_est"]).std(ddof=1)
@@ -267,8 +266,8 @@ def test_bad_input_names_the_shapes(filters, covariance):
     with pytest.raises(ValueError, match="576 pixels"):
         mf.empirical_covariance(np.zeros((100, NPIX, NPIX)))
     with pytest.raises(ValueError, match=r"\(3,\).*\(4,\)"):
-        mf.fit_calibration(amplitude=np.ones(3), m200c_msun=np.ones(4))
+        fit_calibration(amplitude=np.ones(3), m200c_msun=np.ones(4))
     with pytest.raises(ValueError, match="method"):
-        mf.fit_calibration(amplitude=np.ones(5), m200c_msun=np.ones(5), method="odr")
+        fit_calibration(amplitude=np.ones(5), m200c_msun=np.ones(5), method="odr")
     with pytest.raises(ValueError, match="at least 3"):
-        mf.fit_calibration(amplitude=-np.ones(5), m200c_msun=np.ones(5))
+        fit_calibration(amplitude=-np.ones(5), m200c_msun=np.ones(5))

@@ -5,6 +5,7 @@ rule calibrate_baseline:
         code=src(
             "baseline/calibration",
             "baseline/matched_filter",
+            "calibration",
             "sky/cluster",
             "sky/profiles",
             "sky/maps",
@@ -37,6 +38,7 @@ rule baseline_set:
         code=src(
             "baseline/calibration",
             "baseline/matched_filter",
+            "calibration",
             "sky/cluster",
             "sky/profiles",
             "sky/maps",

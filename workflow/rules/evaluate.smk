@@ -2,16 +2,40 @@ wildcard_constraints:
     eval_set="[a-z]+[0-9.]*",
 
 
+rule calibrate_network:
+    input:
+        model="results/model/mresunet.keras",
+        model_normalization="results/model/normalization.json",
+        data_normalization="results/datasets/normalization.json",
+        val="results/datasets/val.zarr",
+        code=src("network/predict", "network/dataset", "network/train", "calibration", "io"),
+    output:
+        "results/model/calibration.json",
+    log:
+        "logs/calibrate_network.log",
+    benchmark:
+        "benchmarks/calibrate_network.tsv"
+    threads: workflow.cores
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/calibrate_network.py"
+
+
 rule predict_set:
     input:
         model="results/model/mresunet.keras",
         model_normalization="results/model/normalization.json",
         data_normalization="results/datasets/normalization.json",
+        calibration="results/model/calibration.json",
         shards=eval_set_shards,
         code=src(
             "network/predict",
             "network/dataset",
             "network/train",
+            "calibration",
             "io",
             "sky/profiles",
             "sky/cosmology",

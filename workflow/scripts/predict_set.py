@@ -15,5 +15,6 @@ predict_set(
     realizations=snakemake.params.eval_set["realizations"],
     out_predictions=snakemake.output.predictions,
     out_maps=snakemake.output.maps,
+    calibration_path=snakemake.input.calibration,
     threads=snakemake.threads,
 )

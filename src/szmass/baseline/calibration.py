@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..calibration import apply_calibration, fit_calibration
 from ..io import PREDICTION_COLUMNS, open_shard, write_csv_atomic, write_text_atomic
 from ..sky.spectra import read_spectra
 from . import matched_filter as mf
@@ -85,7 +86,7 @@ def calibrate_baseline(
         medians.append(float(np.median(est["amplitude_fixed"])))
         snr.append(float(np.median(est["snr"])))
         log.info("%s: median amplitude %.3f, median S/N %.2f", path, medians[-1], snr[-1])
-    fit = mf.fit_calibration(
+    fit = fit_calibration(
         amplitude=np.array(medians), m200c_msun=np.array(masses), method="forward"
     )
     result = {
@@ -124,7 +125,7 @@ def baseline_set(
     for path in shard_paths:
         ds = _maps(path, realizations)
         est = _estimates(ds.sky.values, setup, sky, cluster, baseline)
-        mass = mf.apply_calibration(
+        mass = apply_calibration(
             calibration["calibration"],
             amplitude=est["amplitude_fixed"],
             amplitude_err=est["amplitude_fixed_err"],

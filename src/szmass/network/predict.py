@@ -3,9 +3,12 @@ arXiv:2003.06135, §4).
 
 Every test map goes through ``dataset.prepare``, the very function that made the training set;
 the mass estimate is the predicted central pixel of the mass channel times M_norm, and the
-predicted SZ map is the first channel times the stored SZ scale.
+predicted SZ map is the first channel times the stored SZ scale. Beside that raw estimate,
+``m200c_cal`` is the estimate calibrated on the validation realizations (``calibrate_network``),
+the same way the matched filter is calibrated on its training maps (issue 12).
 """
 
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -14,8 +17,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
-from ..io import PREDICTION_COLUMNS, open_shard, write_csv_atomic
+from ..calibration import apply_calibration, fit_calibration
+from ..io import PREDICTION_COLUMNS, open_shard, write_csv_atomic, write_text_atomic
 from ..logs import Progress
 from .dataset import NORMALIZATION_KEYS, prepare, read_normalization
 
@@ -49,35 +54,22 @@ def _predict(net, inputs: np.ndarray, progress: Progress) -> np.ndarray:
     return out
 
 
-def predict_set(
-    *,
+def _load_model(
     model_path: str,
-    model_normalization_path: str,
+    model_norm: dict[str, Any],
+    *,
     data_normalization_path: str,
-    shard_paths: Sequence[str],
-    realizations: Sequence[int] | None,
-    out_predictions: str,
-    out_maps: str | None = None,
-    threads: int = 1,
-) -> pd.DataFrame:
-    """Estimate the mass of every map of a test set and write one row per map.
-
-    Args:
-        realizations: [start, stop) of the realizations used from each shard, or None for all.
-        out_maps: optional ``.npz`` with, per distinct true mass, the mean true and predicted
-            SZ maps [uK] and the mean predicted mass map (the profile figure, SPEC §4).
-    Returns:
-        The predictions table (columns ``PREDICTION_COLUMNS``, masses in Msun).
-    """
+    model_normalization_path: str,
+    threads: int,
+):
+    """The trained model, after checking that its normalization is the data set's."""
     import keras
 
     from .train import configure_tensorflow
 
-    model_norm = read_normalization(model_normalization_path)
-    data_norm = read_normalization(data_normalization_path)
     check_normalizations(
         model_norm,
-        data_norm,
+        read_normalization(data_normalization_path),
         model_path=model_normalization_path,
         data_path=data_normalization_path,
     )
@@ -89,7 +81,108 @@ def predict_set(
             f"model {model_path} takes {net.input_shape[1]}x{net.input_shape[2]} maps, the "
             f"normalization says {npix}x{npix}"
         )
-    centre = npix // 2
+    return net
+
+
+def read_calibration(path: str | os.PathLike) -> dict[str, Any]:
+    """The network's calibration file; a missing or incomplete one raises naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"network calibration {path} does not exist (run calibrate_network)"
+        )
+    calibration = json.loads(path.read_text())
+    if not {"a", "b", "scatter"} <= set(calibration.get("calibration", {})):
+        raise ValueError(f"network calibration {path} lacks the fit's a, b and scatter")
+    return calibration["calibration"]
+
+
+def calibrated(m_est: np.ndarray, calibration: dict[str, Any] | None) -> np.ndarray:
+    """The calibrated estimate [Msun] of raw estimates ``m_est``; 0 where the raw estimate is
+    <= 0 (ranked lowest, as the filter's non-detections); NaN without a calibration."""
+    if calibration is None:
+        return np.full(len(m_est), np.nan)
+    out = apply_calibration(calibration, amplitude=m_est, amplitude_err=0.0)
+    return np.where(out["nonpositive"], 0.0, out["m200c_est"])
+
+
+def calibrate_network(
+    *,
+    model_path: str,
+    model_normalization_path: str,
+    data_normalization_path: str,
+    val_path: str,
+    out_path: str,
+    threads: int = 1,
+) -> dict[str, Any]:
+    """Calibrate the network's raw estimate on the validation realizations, as the matched
+    filter is calibrated on its training maps: per validation mass the median raw estimate,
+    the relation ln(median M_raw) = alpha + beta ln M fitted and inverted
+    (``calibration.fit_calibration``, forward). Written as JSON; returns it."""
+    from .train import load_set
+
+    model_norm = read_normalization(model_normalization_path)
+    net = _load_model(
+        model_path,
+        model_norm,
+        data_normalization_path=data_normalization_path,
+        model_normalization_path=model_normalization_path,
+        threads=threads,
+    )
+    inputs, _ = load_set(val_path, input_size=model_norm["npix"])
+    m_true = xr.open_zarr(val_path, consolidated=True)["m200c"].values
+    centre = model_norm["npix"] // 2
+    out = _predict(net, inputs, Progress(len(inputs), "validation maps", log))
+    est = out[:, centre, centre, 1].astype(float) * model_norm["m_norm_msun"]
+    masses = np.unique(m_true)
+    medians = np.array([np.median(est[m_true == m]) for m in masses])
+    fit = fit_calibration(amplitude=medians, m200c_msun=masses, method="forward")
+    result = {
+        "method": "forward fit of ln(median raw estimate) on ln M over the validation "
+        "realizations of the training masses, inverted",
+        "calibration": fit,
+        "masses": masses.tolist(),
+        "median_raw_estimate": medians.tolist(),
+        "validation_set": str(val_path),
+    }
+    write_text_atomic(json.dumps(result, indent=2) + "\n", out_path)
+    log.info("network calibration: ln M = %.4f + %.4f ln M_raw", fit["a"], fit["b"])
+    return result
+
+
+def predict_set(
+    *,
+    model_path: str,
+    model_normalization_path: str,
+    data_normalization_path: str,
+    shard_paths: Sequence[str],
+    realizations: Sequence[int] | None,
+    out_predictions: str,
+    out_maps: str | None = None,
+    calibration_path: str | None = None,
+    threads: int = 1,
+) -> pd.DataFrame:
+    """Estimate the mass of every map of a test set and write one row per map.
+
+    Args:
+        realizations: [start, stop) of the realizations used from each shard, or None for all.
+        calibration_path: the network's calibration (``calibrate_network``); its estimate
+            goes into the column ``m200c_cal`` beside the raw ``m200c_est``.
+        out_maps: optional ``.npz`` with, per distinct true mass, the mean true and predicted
+            SZ maps [uK] and the mean predicted mass map (the profile figure, SPEC §4).
+    Returns:
+        The predictions table (columns ``PREDICTION_COLUMNS``, masses in Msun).
+    """
+    model_norm = read_normalization(model_normalization_path)
+    net = _load_model(
+        model_path,
+        model_norm,
+        data_normalization_path=data_normalization_path,
+        model_normalization_path=model_normalization_path,
+        threads=threads,
+    )
+    calibration = None if calibration_path is None else read_calibration(calibration_path)
+    centre = model_norm["npix"] // 2
     sel = None if realizations is None else slice(*realizations)
     prepared = []
     for path in shard_paths:
@@ -115,6 +208,7 @@ def predict_set(
                     "ln_scatter": p["ln_scatter"],
                     "m200c_true": p["m200c"],
                     "m200c_est": est,
+                    "m200c_cal": calibrated(est, calibration),
                 }
             )
         )
@@ -126,7 +220,7 @@ def predict_set(
             mean_maps["sz_true"].append(p["labels"][pick, ..., 0].mean(0) * model_norm["sz_scale"])
             mean_maps["sz_pred"].append(out[pick, ..., 0].mean(0) * model_norm["sz_scale"])
             mean_maps["mass_pred"].append(out[pick, ..., 1].mean(0) * model_norm["m_norm_msun"])
-    table = pd.concat(rows, ignore_index=True)[list(PREDICTION_COLUMNS)]
+    table = pd.concat(rows, ignore_index=True)[[*PREDICTION_COLUMNS, "m200c_cal"]]
     bad = ~np.isfinite(table["m200c_est"])
     if bad.any():
         log.warning("%d of %d estimates are not finite", int(bad.sum()), len(table))

@@ -12,6 +12,7 @@ MAX_ABS_MEAN_LN = 0.02  # SPEC §6, scatter sets
 FLOOR_TOLERANCE = 0.05  # SPEC §6: widths within 5 % of the floor
 PAPER_SZ_RESIDUAL = 1e-2  # SPEC §4: residual at least 100x below the signal
 PAPER_MEAN_R = 1.287  # SPEC §4: mean r of the 95 Magneticum clusters
+FILTER_DM_MIN_MASS = 3e14  # issue 12: per-mass dM/M not above the filter's from this mass up
 
 
 def _claim(claim: str, paper: str, ours: str, agrees: bool | None, note: str = "") -> dict:
@@ -263,6 +264,70 @@ def baseline_claims(summary: dict, **_: object) -> list[dict]:
     return out
 
 
+def _vs_filter(label: str, comparison: Mapping, per_mass: Mapping | None, mf_pm: Mapping) -> list:
+    """The network (raw or calibrated) against the filter on the no-scatter set's widths and
+    on the per-mass dM/M from ``FILTER_DM_MIN_MASS`` up (issue 12's targets)."""
+    out = []
+    for name, c in comparison.items():
+        if "width" not in c or float(name.removeprefix("scatter")) != 0:
+            continue
+        for key, what in (("width", "fitted sigma"), ("robust_half_width", "16-84% half-width")):
+            w = c[key]
+            out.append(
+                _claim(
+                    f"{label} vs matched filter, no scatter: {what} (beyond the paper)",
+                    "at or below the filter's (issue 12)",
+                    f"{w['network']:.3f} vs {w['matched_filter']:.3f}",
+                    w["network"] <= w["matched_filter"],
+                )
+            )
+    above = []
+    for set_name in ("trained", "interpolated"):
+        if set_name not in (per_mass or {}) or set_name not in mf_pm:
+            continue
+        filt = {r["m_true"]: r["dm_over_m"] for r in mf_pm[set_name]["masses"]}
+        for r in per_mass[set_name]["masses"]:
+            m = r["m_true"]
+            if m >= FILTER_DM_MIN_MASS and m in filt and r["dm_over_m"] > filt[m]:
+                above.append(f"{m / 1e14:g} ({r['dm_over_m']:.3f} vs {filt[m]:.3f})")
+    if per_mass:
+        out.append(
+            _claim(
+                f"{label}: dM/M per mass >= {FILTER_DM_MIN_MASS / 1e14:g}e14 vs the filter",
+                "not above the filter's at any mass (issue 12)",
+                "above at " + ", ".join(above) if above else "never above",
+                not above,
+            )
+        )
+    return out
+
+
+def filter_target_claims(summary: dict, **_: object) -> list[dict]:
+    """Issue 12's targets against the matched filter, for the raw and calibrated network."""
+    base = summary.get("baseline")
+    if not base:
+        return []
+    out = _vs_filter("network", base["comparison"], summary["per_mass"], base["per_mass"])
+    cal = summary.get("network_calibrated")
+    if cal and "comparison" in cal:
+        out += _vs_filter(
+            "network (calibrated)", cal["comparison"], cal["per_mass"], base["per_mass"]
+        )
+        for name, fit in cal["scatter_fits"].items():
+            if "mean" in fit:
+                out.append(
+                    _claim(
+                        f"network (calibrated), {name}: bias",
+                        f"abs(mean ln ratio) < {MAX_ABS_MEAN_LN} (SPEC §6)",
+                        f"mean {fit['mean']:+.3f} ± {fit['mean_err']:.3f}, width "
+                        f"{fit['sigma']:.3f}",
+                        abs(fit["mean"]) < MAX_ABS_MEAN_LN,
+                        "calibrated on the validation realizations",
+                    )
+                )
+    return out
+
+
 def sz_map_claim(summary: dict, **_: object) -> list[dict]:
     """The predicted SZ map: a residual at least 100x below the signal."""
     ratios = summary["sz_residual_ratio"]
@@ -291,6 +356,7 @@ CLAIMS: tuple[Callable[..., list[dict]], ...] = (
     floor_claim,
     realistic_claims,
     baseline_claims,
+    filter_target_claims,
     sz_map_claim,
 )
 

@@ -362,16 +362,23 @@ def figure_baseline(
     out_paths: Sequence[str],
     dpi: int = 150,
 ) -> None:
-    """The network against the matched filter per mass: dM/M, the bias of the median, and the
-    filter's median best-scale S/N (what the map itself carries)."""
+    """The network (raw, and calibrated where the run has it) against the matched filter per
+    mass: dM/M, the bias of the median, and the filter's median best-scale S/N (what the map
+    itself carries)."""
     fig, axes = plt.subplots(3, 1, figsize=(7, 9), sharex=True)
     lo, hi = min(train_masses_1e14), max(train_masses_1e14)
     for ax in axes:
         ax.axvspan(lo, hi, color="0.92", zorder=0)
-    for estimator, colour, ls in (("network", "C0", "-"), ("matched_filter", "C3", "--")):
+    labels = {
+        "network": ("mResUNet (raw)", "C0", "-"),
+        "network_calibrated": ("mResUNet (calibrated on validation maps)", "C2", "-."),
+        "matched_filter": ("matched filter", "C3", "--"),
+    }
+    for estimator, (label, colour, ls) in labels.items():
         rows = per_mass[per_mass["estimator"] == estimator].sort_values("m_true")
+        if rows.empty:
+            continue
         x = rows["m_true"] / _E14
-        label = "mResUNet" if estimator == "network" else "matched filter"
         axes[0].plot(x, rows["dm_over_m"], ls=ls, marker="o", color=colour, label=label)
         axes[1].plot(x, rows["bias"], ls=ls, marker="o", color=colour, label=label)
         if estimator == "matched_filter" and "median_snr" in rows:

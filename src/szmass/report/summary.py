@@ -21,6 +21,18 @@ from .claims import PAPER_MEAN_R, claims
 log = logging.getLogger("szmass.summary")
 
 GRID_SETS = ("trained", "interpolated", "extrapolated")
+#: Estimates below this fraction of the true mass count as it in the robust width.
+LN_FLOOR = 1e-3
+
+
+def calibrated_tables(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The network's tables with its calibrated estimate (``m200c_cal``) as ``m200c_est``;
+    empty when the predictions carry no calibration."""
+    return {
+        name: t.assign(m200c_est=t["m200c_cal"])
+        for name, t in tables.items()
+        if "m200c_cal" in t and t["m200c_cal"].notna().all()
+    }
 
 
 def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
@@ -73,7 +85,8 @@ def sz_residual_ratios(maps_paths: Sequence[str]) -> dict[str, float]:
 
 
 def ln_ratio_fit(table: pd.DataFrame, *, n_boot: int, seed: int) -> dict[str, Any]:
-    """Gaussian fit to ln(M_est/M_true) over the positive estimates, with how many were not.
+    """Gaussian fit to ln(M_est/M_true) over the positive estimates, with how many were not,
+    and the robust half-width (half the 16-84 percentile range) over all of them.
 
     A set with fewer than two positive estimates (an untrained network) gets ``error`` instead
     of a fit, said in the claims table rather than hidden as NaN.
@@ -81,6 +94,9 @@ def ln_ratio_fit(table: pd.DataFrame, *, n_boot: int, seed: int) -> dict[str, An
     est, true = table["m200c_est"].to_numpy(), table["m200c_true"].to_numpy()
     positive = np.isfinite(est) & (est > 0)
     out: dict[str, Any] = {"n_maps": len(est), "n_nonpositive": int((~positive).sum())}
+    ratio = np.log(np.maximum(np.where(np.isfinite(est), est, 0) / true, LN_FLOOR))
+    lo, hi = np.percentile(ratio, [16, 84])
+    out["robust_half_width"] = float((hi - lo) / 2)  # estimates <= 0 rank lowest
     try:
         out.update(
             stats.gaussian_fit(np.log(est[positive] / true[positive]), n_boot=n_boot, seed=seed)
@@ -141,6 +157,16 @@ def summarize(
     fit = {"n_boot": n_boot, "seed": seed}
     scatter = {n: ln_ratio_fit(t, **fit) for n, t in tables.items() if n.startswith("scatter")}
     summary["scatter"] = {"fits": scatter, "signal_slope": slope, "floor_sigma_int": floor}
+    cal_tables = calibrated_tables(tables)
+    if cal_tables:
+        cal_per_mass = per_mass_table(cal_tables, "network_calibrated")
+        cal_scatter = {
+            n: ln_ratio_fit(t, **fit) for n, t in cal_tables.items() if n.startswith("scatter")
+        }
+        summary["network_calibrated"] = {
+            "per_mass": _per_mass_blocks(cal_per_mass),
+            "scatter_fits": cal_scatter,
+        }
     if baseline_predictions:
         mf_tables = {n: read_predictions(p) for n, p in baseline_predictions.items()}
         mf_per_mass = per_mass_table(mf_tables, "matched_filter")
@@ -155,6 +181,10 @@ def summarize(
             "scatter_fits": mf_scatter,
             "comparison": compare(per_mass, mf_per_mass, scatter, mf_scatter),
         }
+        if cal_tables:
+            summary["network_calibrated"]["comparison"] = compare(
+                cal_per_mass, mf_per_mass, cal_scatter, mf_scatter
+            )
         per_mass = pd.concat([per_mass, mf_per_mass], ignore_index=True)
         noise = [f["sigma"] for n, f in mf_scatter.items() if float(n[7:]) == 0 and "sigma" in f]
         if floor is not None and noise:
@@ -168,6 +198,8 @@ def summarize(
             summary["realistic"]["matched_filter"] = realistic_summary(
                 mf_tables["realistic"], realistic_shard, **fit
             )
+    if cal_tables:
+        per_mass = pd.concat([per_mass, cal_per_mass], ignore_index=True)
     summary["sz_residual_ratio"] = sz_residual_ratios(maps)
     summary["sz_residual_masses"] = [f"{m:g}" for m in sz_masses_1e14]
     summary["claims"] = claims(summary, sigma_int=sigma_int, train_masses_1e14=train_masses_1e14)
@@ -222,6 +254,10 @@ def compare(
             widths = {"network": fit["sigma"], "matched_filter": other["sigma"]}
             out[name] = {
                 "width": widths,
+                "robust_half_width": {
+                    "network": fit["robust_half_width"],
+                    "matched_filter": other["robust_half_width"],
+                },
                 "width_err": {"network": fit["sigma_err"], "matched_filter": other["sigma_err"]},
                 "mean": {"network": fit["mean"], "matched_filter": other["mean"]},
                 "narrower": min(widths, key=widths.get),
@@ -280,6 +316,7 @@ def markdown(summary: dict) -> str:
         lines.append(
             f"| {c['claim']} | {c['paper']} | {c['ours']} | {c['verdict']} | {c['note']} |"
         )
+    lines += _estimator_table(summary)
     for name, block in summary["per_mass"].items():
         lines += [
             "",
@@ -294,6 +331,31 @@ def markdown(summary: dict) -> str:
                 f"{r['dm_over_m']:.3f} | {r['pull']:+.2f} | {r['mean_ln_ratio']:+.3f} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _estimator_table(summary: dict) -> list[str]:
+    """The scatter sets' ln(M_est/M_true) per estimator: raw and calibrated network, filter."""
+    estimators = {
+        "mResUNet (raw)": summary["scatter"]["fits"],
+        "mResUNet (calibrated)": summary.get("network_calibrated", {}).get("scatter_fits", {}),
+        "matched filter": summary.get("baseline", {}).get("scatter_fits", {}),
+    }
+    lines = [
+        "",
+        "## Scatter sets: ln(M_est/M_true) per estimator",
+        "",
+        "| set | estimator | mean | fitted sigma | 16-84% half-width |",
+        "|---|---|---|---|---|",
+    ]
+    for name in summary["scatter"]["fits"]:
+        for label, fits in estimators.items():
+            f = fits.get(name)
+            if f and "sigma" in f:
+                lines.append(
+                    f"| {name} | {label} | {f['mean']:+.3f} ± {f['mean_err']:.3f} | "
+                    f"{f['sigma']:.3f} ± {f['sigma_err']:.3f} | {f['robust_half_width']:.3f} |"
+                )
+    return lines
 
 
 def _plain(value):

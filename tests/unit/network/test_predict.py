@@ -5,9 +5,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from szmass.network import predict as predict_mod
 from szmass.network.dataset import read_normalization, write_normalization
 from szmass.network.model import build_mresunet
-from szmass.network.predict import PREDICTION_COLUMNS, check_normalizations, predict_set
+from szmass.network.predict import (
+    PREDICTION_COLUMNS,
+    calibrate_network,
+    calibrated,
+    check_normalizations,
+    predict_set,
+    read_calibration,
+)
 
 from ..conftest import MASSES, N_REALIZATIONS, simulate_grid, sky, split
 
@@ -42,7 +50,8 @@ def _predict(model16, shards, tmp_path, **kw):
 def test_predictions_table_and_mean_maps(model16, shards16, tmp_path):
     table = _predict(model16, shards16, tmp_path)
     written = pd.read_csv(tmp_path / "predictions.csv")
-    assert list(written.columns) == list(PREDICTION_COLUMNS)
+    assert list(written.columns) == [*PREDICTION_COLUMNS, "m200c_cal"]
+    assert written["m200c_cal"].isna().all()  # no calibration given
     n_test = TEST[1] - TEST[0]
     assert len(written) == len(MASSES) * n_test
     np.testing.assert_allclose(written["m200c_true"], np.repeat(np.array(MASSES) * 1e14, n_test))
@@ -135,3 +144,64 @@ def test_shard_of_another_map_size_is_refused(model16, tmp_path):
     shards = simulate_grid(tmp_path / "sims8", npix=8, masses=(2,))
     with pytest.raises(ValueError, match=r"8x8 pixels, the training set's are 16x16"):
         _predict(model16, shards, tmp_path)
+
+
+#: The fake network's response: raw estimate = RESPONSE_A * (M / 1e14) ** RESPONSE_B * 1e14.
+RESPONSE_A, RESPONSE_B = 0.7, 0.8
+#: The fake response passes through the network's float32 output: ~1e-7 relative per value.
+FLOAT32_RTOL = 1e-6
+
+
+def _fake_predict(model16):
+    """A stand-in for the network's forward pass whose central mass pixel responds to the
+    true mass as a power law (the truth read from the prepared labels)."""
+    norm = read_normalization(model16 / "normalization.json")
+
+    def fake(net, inputs, progress):
+        import xarray as xr
+
+        m = xr.open_zarr(model16 / "val.zarr", consolidated=True)["m200c"].values
+        out = np.zeros(inputs.shape[:3] + (2,), dtype=np.float32)
+        c = inputs.shape[1] // 2
+        out[:, c, c, 1] = RESPONSE_A * (m / 1e14) ** RESPONSE_B * 1e14 / norm["m_norm_msun"]
+        return out
+
+    return fake
+
+
+def test_calibration_on_the_validation_set_inverts_the_response(model16, tmp_path, monkeypatch):
+    monkeypatch.setattr(predict_mod, "_predict", _fake_predict(model16))
+    out = tmp_path / "calibration.json"
+    result = calibrate_network(
+        model_path=str(model16 / "mresunet.keras"),
+        model_normalization_path=str(model16 / "model_normalization.json"),
+        data_normalization_path=str(model16 / "normalization.json"),
+        val_path=str(model16 / "val.zarr"),
+        out_path=str(out),
+    )
+    assert result["masses"] == [m * 1e14 for m in MASSES]
+    fit = read_calibration(out)
+    # ln M = a + b ln M_raw inverts ln M_raw = ln(A 1e14) + B (ln M - ln 1e14)
+    assert fit["b"] == pytest.approx(1 / RESPONSE_B, rel=FLOAT32_RTOL)
+    raw = RESPONSE_A * np.array(MASSES, float) ** RESPONSE_B * 1e14
+    np.testing.assert_allclose(calibrated(raw, fit), np.array(MASSES) * 1e14, rtol=FLOAT32_RTOL)
+
+
+def test_calibrated_estimates_and_refusals(tmp_path):
+    fit = {"a": 1.0, "b": 0.5, "scatter": 0.1}
+    got = calibrated(np.array([4.0, -1.0, 0.0]), fit)
+    np.testing.assert_allclose(got, [np.exp(1.0 + 0.5 * np.log(4.0)), 0.0, 0.0])
+    assert np.isnan(calibrated(np.array([1.0]), None)).all()
+    with pytest.raises(FileNotFoundError, match="calibrate_network"):
+        read_calibration(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text('{"calibration": {"a": 1}}')
+    with pytest.raises(ValueError, match="bad.json"):
+        read_calibration(tmp_path / "bad.json")
+
+
+def test_predictions_carry_the_calibrated_estimate(model16, shards16, tmp_path):
+    cal = tmp_path / "calibration.json"
+    cal.write_text('{"calibration": {"a": 0.5, "b": 0.98, "scatter": 0.1}}')
+    table = _predict(model16, shards16, tmp_path, calibration_path=str(cal))
+    expected = calibrated(table["m200c_est"].to_numpy(), read_calibration(cal))
+    np.testing.assert_allclose(table["m200c_cal"], expected, rtol=1e-12)
