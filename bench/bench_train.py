@@ -21,6 +21,7 @@ layers are not counted.
 
     python bench/bench_train.py [--widths 16 32 64] [--dtypes float32 bfloat16] [--steps 60]
                                 [--threads 2] [--quick] [--no-pipeline]
+                                [--batch 4] [--no-determinism]
 
 On 2 cores the default run takes about 9 minutes and --quick about 6 (most of it the ~20-30 s
 that Keras spends tracing each of the six models, and the slow bfloat16 convolutions); each
@@ -358,7 +359,13 @@ def main() -> None:
     parser.add_argument("--no-pipeline", action="store_true")
     parser.add_argument("--quick", action="store_true", help="fewer steps and rounds")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=BATCH, help="maps per step (4, the paper)")
+    parser.add_argument(
+        "--no-determinism", action="store_true", help="TensorFlow op determinism off"
+    )
     args = parser.parse_args()
+    global BATCH
+    BATCH = args.batch  # the batch every timing below uses
     quick = args.quick
     steps = args.steps or (20 if quick else 60)
     budget = args.budget or (5.0 if quick else 15.0)
@@ -370,14 +377,20 @@ def main() -> None:
 
     t_start = time.perf_counter()
     whole_run = CpuShare()
-    configure_tensorflow(threads=args.threads, seed=args.seed, mixed_precision=False)
+    configure_tensorflow(
+        threads=args.threads,
+        seed=args.seed,
+        mixed_precision=False,
+        deterministic=not args.no_determinism,
+    )
     import keras
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")  # the retracing warnings of the per-conv tf.functions
     print(
         f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPUs, "
-        f"{args.threads} intra-op threads, op determinism on (as szmass trains), oneDNN "
+        f"{args.threads} intra-op threads, op determinism "
+        f"{'off' if args.no_determinism else 'on'}, oneDNN "
         f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'default')}, jit_compile=False, batch {BATCH}"
     )
     share = CpuShare()
