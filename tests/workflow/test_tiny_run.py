@@ -41,6 +41,7 @@ MODEL_OUTPUTS = (
     "results/model/normalization.json",
 )
 SPLIT, MODEL = DATASETS[0], MODEL_OUTPUTS[0]  # the jobs, by their first output
+NETCAL = "results/model/calibration.json"  # the network's calibration (calibrate_network)
 
 
 def _open(run_dir, shard) -> xr.Dataset:
@@ -59,7 +60,7 @@ def test_outputs_exist(tiny_run):
         listed = sorted(os.listdir(tiny_run.path / "results" / "sims" / set_name))
         assert listed == sorted(s.split("/")[-1] for s in SHARDS if f"/{set_name}/" in s)
     # the training stage: its outputs and nothing else (no checkpoint, no temporaries)
-    for directory, outputs in (("datasets", DATASETS), ("model", MODEL_OUTPUTS)):
+    for directory, outputs in (("datasets", DATASETS), ("model", (*MODEL_OUTPUTS, NETCAL))):
         listed = sorted(os.listdir(tiny_run.path / "results" / directory))
         assert listed == sorted(p.split("/")[-1] for p in outputs), directory
     # the evaluation: its tables, figures and nothing else
@@ -78,6 +79,7 @@ def test_outputs_exist(tiny_run):
         "simulate_realistic": 1,
         "split_dataset": 1,
         "train_model": 1,
+        "calibrate_network": 1,
         "predict_set": n_sets,
         "calibrate_baseline": 1,
         "baseline_set": n_sets,
@@ -292,8 +294,9 @@ DAG = {
         for shard in SHARDS
     },
     REALISTIC_SHARD: {PRED["realistic"], BASE["realistic"], SUMMARY, FIG["plot_realistic"]},
-    SPLIT: {MODEL, *PRED.values(), FIG["plot_example"]},
-    MODEL: {*PRED.values(), SUMMARY},
+    SPLIT: {MODEL, NETCAL, *PRED.values(), FIG["plot_example"]},
+    MODEL: {NETCAL, *PRED.values(), SUMMARY},
+    NETCAL: set(PRED.values()),
     CALIB: {*BASE.values(), SUMMARY},
     **{
         path: {SUMMARY}
@@ -397,6 +400,10 @@ RERUNS = {
         {MODEL: PARAMS_CHANGED},
     ),
     "training.max_epochs": (smk.set_key("training", "max_epochs", 3), {MODEL: PARAMS_CHANGED}),
+    "training.readout_weight": (
+        smk.set_key("training", "readout_weight", 0.5),
+        {MODEL: PARAMS_CHANGED},
+    ),
     "model.base_filters": (smk.set_key("model", "base_filters", 8), {MODEL: PARAMS_CHANGED}),
     "model.dropout_placement": (
         smk.set_key("model", "dropout_placement", "encoder"),
@@ -466,6 +473,10 @@ def test_config_key_order_does_not_rerun(tiny_run, tmp_path):
         pytest.param("network/model", {MODEL}, id="model"),
         pytest.param("network/train", {MODEL}, id="train"),
         pytest.param("baseline/matched_filter", {CALIB, *BASE.values()}, id="matched_filter"),
+        pytest.param(
+            "calibration", {CALIB, *BASE.values(), NETCAL, *PRED.values()}, id="calibration"
+        ),
+        pytest.param("network/readout", {MODEL}, id="readout"),
         pytest.param("realistic/standin", {REALISTIC_SHARD}, id="realistic"),
         pytest.param("realistic/b12", {REALISTIC_SHARD}, id="b12"),
         pytest.param("realistic/los_halos", {REALISTIC_SHARD}, id="los_halos"),

@@ -1,12 +1,15 @@
 """Copy the small summaries of a finished run into a folder that can be committed
 (``results/<run>/``): the summary and claims, the per-mass tables, the figures (PNG), the
 training history, the filter's calibration and the per-stage wall times from the rules'
-benchmark files. Never shards or models.
+benchmark files. Never shards; the trained model only with ``--model``: re-saved without the
+optimizer's state (a width-16 model is then ~4 MB instead of ~13 MB) under ``<run>/model/``
+with its normalization and calibration, so that it can be evaluated without training first.
 
-    python -m szmass.report.export results/cpu
+    python -m szmass.report.export results/cpu [--model]
 """
 
 import argparse
+import os
 import shutil
 from pathlib import Path
 
@@ -45,8 +48,32 @@ def stage_times(benchmarks: str | Path = "benchmarks") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def export_run(out_dir: str | Path, *, root: str | Path = ".") -> list[Path]:
-    """Copy the run's small outputs under ``root`` into ``out_dir``; returns what was written."""
+#: What travels with the exported model, from ``results/model/``.
+MODEL_FILES = ("normalization.json", "calibration.json")
+
+
+def export_model(out_dir: str | Path, *, root: str | Path = ".") -> list[Path]:
+    """The trained model without its optimizer's state, with its normalization and calibration,
+    into ``out_dir``/model/; returns what was written."""
+    import keras
+
+    src, dest = Path(root) / "results" / "model", Path(out_dir) / "model"
+    missing = [f for f in ("mresunet.keras", *MODEL_FILES) if not (src / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"the run has no finished model: missing {missing} in {src}")
+    dest.mkdir(parents=True, exist_ok=True)
+    net = keras.saving.load_model(src / "mresunet.keras", compile=False)
+    tmp = dest / ".mresunet.tmp.keras"
+    net.save(tmp)
+    os.replace(tmp, dest / "mresunet.keras")
+    for name in MODEL_FILES:
+        shutil.copy2(src / name, dest / name)
+    return [dest / "mresunet.keras", *(dest / name for name in MODEL_FILES)]
+
+
+def export_run(out_dir: str | Path, *, root: str | Path = ".", model: bool = False) -> list[Path]:
+    """Copy the run's small outputs under ``root`` into ``out_dir`` (and, with ``model``, the
+    trained model: ``export_model``); returns what was written."""
     root, out = Path(root), Path(out_dir)
     missing = [f for f in SMALL_FILES if not (root / f).is_file()]
     if missing:
@@ -70,6 +97,8 @@ def export_run(out_dir: str | Path, *, root: str | Path = ".") -> list[Path]:
     )
     per_rule.to_csv(out / "stage_times_per_rule.csv")
     written += [out / "stage_times.csv", out / "stage_times_per_rule.csv"]
+    if model:
+        written += export_model(out, root=root)
     return written
 
 
@@ -77,8 +106,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", help="where to copy the summaries, e.g. results/cpu")
     parser.add_argument("--root", default=".", help="the workflow directory of the run")
+    parser.add_argument(
+        "--model", action="store_true", help="also the trained model, without optimizer state"
+    )
     args = parser.parse_args()
-    for path in export_run(args.out_dir, root=args.root):
+    for path in export_run(args.out_dir, root=args.root, model=args.model):
         print(path)
 
 

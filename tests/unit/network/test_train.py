@@ -30,6 +30,8 @@ from szmass.io import write_zarr_atomic
 from szmass.network.dataset import _as_dataset
 from szmass.network.train import HISTORY_FIELDS, epoch_batches, load_set, train_model
 
+from ..conftest import sky, write_spectra
+
 pytestmark = [
     # Keras 3.15 converts TF variables with np.array(copy=False), which NumPy 2 deprecates.
     pytest.mark.filterwarnings(
@@ -584,3 +586,67 @@ def test_epoch_order_is_keyed_on_seed_and_epoch():
 def test_single_batch_epoch():
     (order,) = _epoch_orders(3, batch=4, seed=0, first=7, last=8)
     assert sorted(order) == [0, 1, 2]
+
+
+# --- fresh skies, the readout-weighted loss and selection by the validation width ---------
+
+FRESH = {
+    **TRAINING,
+    "max_epochs": 2,
+    "warmup_epochs": 1,
+    "fresh_skies": True,
+    "readout_weight": 0.5,
+    "select_by": "val_width",
+    "bn_recalibration": True,
+}
+DROPOUT_DEPTH2 = {**MODEL, "depth": 2, "dropout": 0.3}  # a dropout that feeds a batch norm
+
+
+def _train_fresh(data: Path, out: Path, spectra: Path, *, cap=None, training=FRESH):
+    kwargs = _kwargs(data, out, model=DROPOUT_DEPTH2, training=training, cap=cap)
+    kwargs.update(spectra_path=str(spectra), sky=sky(8), sigma_int=0.2)
+    with _tolerant_thread_settings():
+        return train_model(**kwargs)
+
+
+@pytest.fixture(scope="module")
+def fresh_runs(prepared8, tmp_path_factory):
+    root = tmp_path_factory.mktemp("fresh")
+    spectra = write_spectra(root / "spectra.ecsv")
+    _train_fresh(prepared8, root / "full", spectra)
+    _train_fresh(prepared8, root / "resumed", spectra, cap=1)
+    _train_fresh(prepared8, root / "resumed", spectra)
+    _train_fresh(prepared8, root / "fixed", spectra, training={**FRESH, "fresh_skies": False})
+    return root
+
+
+def test_fresh_skies_resume_bit_for_bit(fresh_runs):
+    full, resumed = _history(fresh_runs / "full"), _history(fresh_runs / "resumed")
+    assert _losses(resumed) == _losses(full)
+    assert [r["val_width"] for r in resumed] == [r["val_width"] for r in full]
+
+
+def test_fresh_skies_are_new_maps(fresh_runs):
+    """Same settings, same seed: only the skies differ, and so do the training losses."""
+    fresh, fixed = _history(fresh_runs / "full"), _history(fresh_runs / "fixed")
+    assert fresh[0]["loss"] != fixed[0]["loss"]
+
+
+def test_best_epoch_is_the_narrowest_validation_estimate(fresh_runs):
+    history = _history(fresh_runs / "full")
+    widths = [float(r["val_width"]) for r in history]
+    summary = json.loads((fresh_runs / "full" / "normalization.json").read_text())
+    assert summary["best_epoch"] == int(np.argmin(widths)) + 1
+    assert summary["best_val_loss"] == float(history[summary["best_epoch"] - 1]["val_loss"])
+    # one warm-up epoch: epoch 1 already at the full rate (1/1 of it)
+    assert float(history[0]["learning_rate"]) == pytest.approx(FRESH["learning_rate"])
+
+
+def test_fresh_skies_need_the_spectra(prepared8, tmp_path):
+    with pytest.raises(ValueError, match="fresh_skies needs spectra_path"):
+        _train(prepared8, tmp_path / "out", training=FRESH)
+
+
+def test_unknown_selection_is_refused(prepared8, tmp_path):
+    with pytest.raises(ValueError, match="select_by.*val_loss"):
+        _train(prepared8, tmp_path / "out", training={**TRAINING, "select_by": "loss"})

@@ -2,7 +2,7 @@
 
 import pytest
 
-from szmass.report.export import SMALL_FILES, export_run, stage_times
+from szmass.report.export import SMALL_FILES, export_model, export_run, stage_times
 
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 
@@ -49,3 +49,33 @@ def test_unfinished_run_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="summary.json"):
         export_run(tmp_path / "out", root=tmp_path)
     assert not (tmp_path / "out").exists()
+
+
+def test_model_export_drops_the_optimizer(tmp_path):
+    """The exported model is the trained one (same predictions) without Adam's moments."""
+    import keras
+    import numpy as np
+
+    from szmass.network.model import build_mresunet
+
+    src = tmp_path / "results" / "model"
+    src.mkdir(parents=True)
+    net = build_mresunet(input_size=8, base_filters=4, depth=1, dropout=0.0)
+    net.compile(optimizer="adam", loss="mse")
+    x = np.random.default_rng(0).normal(size=(4, 8, 8, 1)).astype("float32")
+    net.fit(x, np.zeros((4, 8, 8, 2), "float32"), epochs=1, verbose=0)  # Adam has state now
+    net.save(src / "mresunet.keras")
+    for name in ("normalization.json", "calibration.json"):
+        (src / name).write_text("{}")
+    written = export_model(tmp_path / "out", root=tmp_path)
+    exported = tmp_path / "out" / "model" / "mresunet.keras"
+    assert exported in written and (tmp_path / "out" / "model" / "calibration.json").is_file()
+    assert exported.stat().st_size < 0.8 * (src / "mresunet.keras").stat().st_size
+    loaded = keras.saving.load_model(exported)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), net.predict(x, verbose=0))
+    assert not list((tmp_path / "out" / "model").glob(".*tmp*"))
+
+
+def test_model_export_needs_a_finished_model(tmp_path):
+    with pytest.raises(FileNotFoundError, match="mresunet.keras"):
+        export_model(tmp_path / "out", root=tmp_path)

@@ -171,3 +171,60 @@ def test_rescaling_follows_cluster_keys_not_positions():
     table = pd.DataFrame({"cluster_id": [9, 2, 5, 9], "m200c_est": [1.0, 1.0, 2.0, 3.0]})
     np.testing.assert_allclose(sm.rescaled_estimates(table, ds), [1.3, 1.1, 2.4, 3.9])
     assert sm.cluster_rescaling(ds)[1] == "measured"
+
+
+def test_calibrated_network_beside_raw_and_filter(run):
+    """With ``m200c_cal`` in the network's tables (here the raw estimate divided by its known
+    +10% bias), the summary carries the calibrated estimator too: its scatter fits, its
+    comparison with the filter and its per-mass rows; the robust widths come with the fits."""
+    tmp_path, _ = run
+    paths = {}
+    for csv_path in sorted((tmp_path / "net").glob("*.csv")):
+        t = pd.read_csv(csv_path)
+        t["m200c_est"] = t["m200c_est"] * np.exp(0.1)
+        t["m200c_cal"] = t["m200c_est"] / np.exp(0.1)
+        out = tmp_path / "net_cal" / csv_path.name
+        out.parent.mkdir(exist_ok=True)
+        t.to_csv(out, index=False)
+        paths[csv_path.stem] = str(out)
+    base = {p.stem: str(p) for p in (tmp_path / "mf").glob("*.csv")}
+    summary = sm.summarize(
+        predictions=paths,
+        baseline_predictions=base,
+        maps=[],
+        no_scatter_shard=None,
+        sigma_int=0.2,
+        model_summary=str(tmp_path / "model.json"),
+        history=str(tmp_path / "history.csv"),
+        max_epochs=200,
+        train_masses_1e14=TRAINED,
+        out_json=str(tmp_path / "s2.json"),
+        out_markdown=str(tmp_path / "s2.md"),
+        out_per_mass=str(tmp_path / "pm2.csv"),
+        out_claims=str(tmp_path / "c2.csv"),
+        n_boot=200,
+    )
+    raw = summary["scatter"]["fits"]["scatter0"]
+    cal = summary["network_calibrated"]["scatter_fits"]["scatter0"]
+    assert raw["mean"] == pytest.approx(0.1, abs=0.01)
+    assert cal["mean"] == pytest.approx(0.0, abs=0.01)
+    # a Gaussian's 16-84% half-width is its sigma
+    assert cal["robust_half_width"] == pytest.approx(0.05, rel=WIDTH_RTOL)
+    comparison = summary["network_calibrated"]["comparison"]["scatter0"]
+    assert comparison["robust_half_width"]["matched_filter"] == pytest.approx(0.2, rel=WIDTH_RTOL)
+    per_mass = pd.read_csv(tmp_path / "pm2.csv")
+    assert set(per_mass["estimator"]) == {"network", "network_calibrated", "matched_filter"}
+    width_claim = _claim(summary, "network (calibrated) vs matched filter, no scatter: 16-84%")
+    assert width_claim["verdict"] == "agrees"
+    bias_claim = _claim(summary, "network (calibrated), scatter0: bias")
+    assert bias_claim["verdict"] == "agrees"
+    assert "mResUNet (calibrated)" in (tmp_path / "s2.md").read_text()
+
+
+def test_filter_targets_say_where_the_network_is_wider(run):
+    """The dM/M-per-mass target names the masses where the network is above the filter."""
+    _, summary = run
+    claim = _claim(summary, "network: dM/M per mass >= 3e14 vs the filter")
+    assert claim["verdict"] == "agrees" and claim["ours"] == "never above"
+    sigma = _claim(summary, "network vs matched filter, no scatter: fitted sigma")
+    assert sigma["verdict"] == "agrees"

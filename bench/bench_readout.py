@@ -1,0 +1,111 @@
+"""Diagnostics of a trained model's mass readout (issue 12): the batch-norm shift and the gain.
+
+(a) Centre and ring: per true mass, the mean predicted mass map over the mean true one at the
+    central pixel and averaged over the 1-3 pixel ring around it (a readout-only deficit shows
+    as a centre ratio below the ring ratio).
+(b) Batch-norm statistics: the mean ln(M_est/M_true) per mass with the model's own statistics
+    (``recalibrate_batch_norm``: gathered with dropout off), and with them re-gathered on the
+    same training inputs with dropout ON, which is what the moving averages of a training with
+    dropout see. If (b)'s two columns differ, a model that kept its training-time statistics
+    would carry that difference as a bias: the fault this project's training now removes.
+
+    python bench/bench_readout.py [--run results] [--masses 2 4 6] [--maps 1024]
+
+Reads ``<run>/model/mresunet.keras`` and its ``normalization.json``, the grid shards
+``<run>/sims/grid/M<mass>.zarr`` (test realizations 600-799) and ``<run>/datasets/train.zarr``.
+"""
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from szmass.io import open_shard  # noqa: E402
+from szmass.network.dataset import prepare, read_normalization  # noqa: E402
+from szmass.network.readout import ln_ratio, recalibrate_batch_norm  # noqa: E402
+from szmass.network.train import configure_tensorflow, load_set  # noqa: E402
+
+TEST = slice(600, 800)
+
+
+def regather_with_dropout(net, inputs: np.ndarray, *, batch_size: int = 64) -> None:
+    """Batch-norm statistics averaged over ``inputs`` with the dropout layers left on."""
+    import keras
+
+    bns = [lay for lay in net.layers if isinstance(lay, keras.layers.BatchNormalization)]
+    momenta = [b.momentum for b in bns]
+    try:
+        for k in range(len(inputs) // batch_size):
+            for b in bns:
+                b.momentum = k / (k + 1)
+            net(inputs[k * batch_size : (k + 1) * batch_size], training=True)
+    finally:
+        for b, m in zip(bns, momenta, strict=True):
+            b.momentum = m
+
+
+def readout(net, sets, norm) -> dict[float, dict[str, float]]:
+    c = norm["npix"] // 2
+    yy, xx = np.mgrid[: norm["npix"], : norm["npix"]]
+    r = np.hypot(yy - c, xx - c)
+    ring = (r >= 1) & (r <= 3)
+    out = {}
+    for mass, p in sets.items():
+        pred = net.predict(p["inputs"], batch_size=64, verbose=0)[..., 1]
+        true = p["labels"][..., 1]
+        est = pred[:, c, c] * norm["m_norm_msun"]
+        mean_pred, mean_true = pred.mean(0), true.mean(0)
+        out[mass] = {
+            "centre": float(mean_pred[c, c] / mean_true[c, c]),
+            "ring": float(mean_pred[ring].mean() / mean_true[ring].mean()),
+            "mean_ln": float(ln_ratio(est, p["m200c"]).mean()),
+        }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", default="results", help="the run's results folder")
+    parser.add_argument("--masses", type=float, nargs="+", default=[1, 2, 3, 4, 5, 6, 7, 8])
+    parser.add_argument("--maps", type=int, default=1024, help="training inputs for (b)")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    run = Path(args.run)
+    configure_tensorflow(threads=args.threads, seed=0, mixed_precision=False)
+    import keras
+
+    t0 = time.perf_counter()
+    norm = read_normalization(run / "model" / "normalization.json")
+    net = keras.saving.load_model(run / "model" / "mresunet.keras", compile=False)
+    sets = {}
+    for mass in args.masses:
+        path = run / "sims" / "grid" / f"M{mass:g}.zarr"
+        sets[mass] = prepare(open_shard(path), norm, realizations=TEST, where=str(path))
+    x_train, _ = load_set(run / "datasets" / "train.zarr", input_size=norm["npix"])
+    x_recal = x_train[:: max(1, len(x_train) // args.maps)]
+    own = readout(net, sets, norm)
+    regather_with_dropout(net, x_recal)
+    with_dropout = readout(net, sets, norm)
+    recalibrate_batch_norm(net, x_recal)  # back to the model's own (dropout-off) statistics
+    again = readout(net, sets, norm)
+    print(f"model {run / 'model' / 'mresunet.keras'}, test realizations 600-799")
+    print(
+        "| M200c [1e14] | centre ratio | ring ratio | mean ln, own stats | mean ln, "
+        "dropout-on stats | mean ln, recomputed again |"
+    )
+    print("|---|---|---|---|---|---|")
+    for mass in args.masses:
+        a, b, c = own[mass], with_dropout[mass], again[mass]
+        print(
+            f"| {mass:g} | {a['centre']:.3f} | {a['ring']:.3f} | {a['mean_ln']:+.3f} | "
+            f"{b['mean_ln']:+.3f} | {c['mean_ln']:+.3f} |"
+        )
+    print(f"({time.perf_counter() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
