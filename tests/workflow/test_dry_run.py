@@ -75,6 +75,8 @@ BAD_CONFIGS = {
     "unknown_training_key": (smk.set_key("training", "epochs", 3), "epochs"),
     "zero_batch_size": (smk.set_key("training", "batch_size", 0), "batch_size"),
     "lr_factor_of_one": (smk.set_key("training", "lr_factor", 1.0), "lr_factor"),
+    "unknown_selection": (smk.set_key("training", "select_by", "val_mse"), "val_mse"),
+    "negative_readout_weight": (smk.set_key("training", "readout_weight", -1.0), "readout_weight"),
     "sz_mass_not_in_grid": (smk.set_key("evaluation", "sz_masses", [3]), "evaluation.sz_masses"),
     "fits_without_catalogue": (smk.set_key("realistic", "source", "fits"), "realistic.catalogue"),
     "unknown_realistic_source": (smk.set_key("realistic", "source", "magneticum"), "magneticum"),
