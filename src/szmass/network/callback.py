@@ -39,7 +39,7 @@ def make_callback(
         def on_epoch_begin(self, epoch, logs=None):
             if epoch < warmup:
                 self.model.optimizer.learning_rate.assign(base_lr * (epoch + 1) / warmup)
-            self.t0 = time.perf_counter()
+            self.t0, self.t1 = time.perf_counter(), None
 
         def on_train_batch_end(self, batch, logs=None):
             if batch == 1:  # steady-state rate from here: the first steps include tracing
@@ -49,7 +49,9 @@ def make_callback(
             logs = logs or {}
             seconds = time.perf_counter() - self.t0
             steps = -(-n_train // training["batch_size"])
-            steady = (time.perf_counter() - self.t1) / max(steps - 2, 1) * steps
+            steady = seconds  # epochs of <= 2 steps: no steady state to time
+            if self.t1 is not None and steps > 2:
+                steady = (time.perf_counter() - self.t1) / (steps - 2) * steps
             val = validate(self.model)
             lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
             state["history"].append(
