@@ -1,5 +1,6 @@
 """The package's layout: imports run one way, report -> baseline, network, realistic -> sky ->
-the top-level helpers (config, io, logs, units, calibration), and no module imports itself in a circle.
+the top-level helpers (config, io, logs, units, calibration), and no module imports itself in
+a circle.
 
 Every import of every module under src/szmass is read with ``ast``, function-local ones
 included, so a lazy import cannot hide an upward or sideways dependency.

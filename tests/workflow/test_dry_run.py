@@ -12,7 +12,8 @@ from . import smk
 def test_paper_dry_run(workflow_copy, paper_config):
     """``snakemake -n`` (config/config.yaml, the default): CAMB once, 19 + 2 shards and the
     realistic set, the split of the 8 training masses, one training, the six test sets through
-    the network and the matched filter, the summary and six figures."""
+    the network (calibrated on the validation set) and the matched filter, the summary and six
+    figures."""
     proc = smk.run(workflow_copy, "-n")
     assert proc.returncode == 0, proc.stdout
     assert smk.job_stats(proc.stdout) == {
@@ -21,6 +22,7 @@ def test_paper_dry_run(workflow_copy, paper_config):
         "simulate_realistic": 1,
         "split_dataset": 1,
         "train_model": 1,
+        "calibrate_network": 1,
         "predict_set": 6,
         "calibrate_baseline": 1,
         "baseline_set": 6,

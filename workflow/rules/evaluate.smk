@@ -16,6 +16,8 @@ rule calibrate_network:
     benchmark:
         "benchmarks/calibrate_network.tsv"
     threads: workflow.cores
+    resources:
+        gpu=1,
     conda:
         "../../envs/train.yaml"
     script:

@@ -84,14 +84,17 @@ def _load_model(
     return net
 
 
-def read_calibration(path: str | os.PathLike) -> dict[str, Any]:
-    """The network's calibration file; a missing or incomplete one raises naming it."""
+def read_calibration(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The network's calibration fit (None where ``calibrate_network`` could not fit one); a
+    missing or incomplete file raises naming it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"network calibration {path} does not exist (run calibrate_network)"
         )
     calibration = json.loads(path.read_text())
+    if calibration.get("calibration", {}) is None and calibration.get("error"):
+        return None
     if not {"a", "b", "scatter"} <= set(calibration.get("calibration", {})):
         raise ValueError(f"network calibration {path} lacks the fit's a, b and scatter")
     return calibration["calibration"]
@@ -136,17 +139,25 @@ def calibrate_network(
     est = out[:, centre, centre, 1].astype(float) * model_norm["m_norm_msun"]
     masses = np.unique(m_true)
     medians = np.array([np.median(est[m_true == m]) for m in masses])
-    fit = fit_calibration(amplitude=medians, m200c_msun=masses, method="forward")
+    try:
+        fit, error = fit_calibration(amplitude=medians, m200c_msun=masses, method="forward"), None
+        if fit["b"] <= 0:
+            raise ValueError(f"the median raw estimate falls with the mass (b = {fit['b']:.3g})")
+    except ValueError as err:  # an untrained network: no calibration, said, not a crash
+        fit, error = None, f"no calibration: {err}"
+        log.warning("%s; the calibrated estimates will be NaN", error)
     result = {
         "method": "forward fit of ln(median raw estimate) on ln M over the validation "
         "realizations of the training masses, inverted",
         "calibration": fit,
+        "error": error,
         "masses": masses.tolist(),
         "median_raw_estimate": medians.tolist(),
         "validation_set": str(val_path),
     }
     write_text_atomic(json.dumps(result, indent=2) + "\n", out_path)
-    log.info("network calibration: ln M = %.4f + %.4f ln M_raw", fit["a"], fit["b"])
+    if fit is not None:
+        log.info("network calibration: ln M = %.4f + %.4f ln M_raw", fit["a"], fit["b"])
     return result
 
 

@@ -205,3 +205,23 @@ def test_predictions_carry_the_calibrated_estimate(model16, shards16, tmp_path):
     table = _predict(model16, shards16, tmp_path, calibration_path=str(cal))
     expected = calibrated(table["m200c_est"].to_numpy(), read_calibration(cal))
     np.testing.assert_allclose(table["m200c_cal"], expected, rtol=1e-12)
+
+
+def test_no_calibration_from_an_untrained_network(model16, tmp_path, monkeypatch):
+    """Medians <= 0 give no fit: the file says why, and the calibrated estimates are NaN."""
+
+    def negative(net, inputs, progress):
+        return -np.ones(inputs.shape[:3] + (2,), dtype=np.float32)
+
+    monkeypatch.setattr(predict_mod, "_predict", negative)
+    out = tmp_path / "calibration.json"
+    result = calibrate_network(
+        model_path=str(model16 / "mresunet.keras"),
+        model_normalization_path=str(model16 / "model_normalization.json"),
+        data_normalization_path=str(model16 / "normalization.json"),
+        val_path=str(model16 / "val.zarr"),
+        out_path=str(out),
+    )
+    assert result["calibration"] is None and "positive" in result["error"]
+    assert read_calibration(out) is None
+    assert np.isnan(calibrated(np.array([1e14]), read_calibration(out))).all()
