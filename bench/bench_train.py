@@ -334,6 +334,7 @@ def pipeline_ratio(
 
 
 def main() -> None:
+    global BATCH  # set from --batch: every timing below uses it
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64])
     parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=list(DTYPES))
@@ -364,7 +365,6 @@ def main() -> None:
         "--no-determinism", action="store_true", help="TensorFlow op determinism off"
     )
     args = parser.parse_args()
-    global BATCH
     BATCH = args.batch  # the batch every timing below uses
     quick = args.quick
     steps = args.steps or (20 if quick else 60)

@@ -169,16 +169,20 @@ def _fake_predict(model16):
     return fake
 
 
-def test_calibration_on_the_validation_set_inverts_the_response(model16, tmp_path, monkeypatch):
-    monkeypatch.setattr(predict_mod, "_predict", _fake_predict(model16))
-    out = tmp_path / "calibration.json"
-    result = calibrate_network(
+def _calibrate(model16, out):
+    return calibrate_network(
         model_path=str(model16 / "mresunet.keras"),
         model_normalization_path=str(model16 / "model_normalization.json"),
         data_normalization_path=str(model16 / "normalization.json"),
         val_path=str(model16 / "val.zarr"),
         out_path=str(out),
     )
+
+
+def test_calibration_on_the_validation_set_inverts_the_response(model16, tmp_path, monkeypatch):
+    monkeypatch.setattr(predict_mod, "_predict", _fake_predict(model16))
+    out = tmp_path / "calibration.json"
+    result = _calibrate(model16, out)
     assert result["masses"] == [m * 1e14 for m in MASSES]
     fit = read_calibration(out)
     # ln M = a + b ln M_raw inverts ln M_raw = ln(A 1e14) + B (ln M - ln 1e14)
@@ -215,13 +219,7 @@ def test_no_calibration_from_an_untrained_network(model16, tmp_path, monkeypatch
 
     monkeypatch.setattr(predict_mod, "_predict", negative)
     out = tmp_path / "calibration.json"
-    result = calibrate_network(
-        model_path=str(model16 / "mresunet.keras"),
-        model_normalization_path=str(model16 / "model_normalization.json"),
-        data_normalization_path=str(model16 / "normalization.json"),
-        val_path=str(model16 / "val.zarr"),
-        out_path=str(out),
-    )
+    result = _calibrate(model16, out)
     assert result["calibration"] is None and "positive" in result["error"]
     assert read_calibration(out) is None
     assert np.isnan(calibrated(np.array([1e14]), read_calibration(out))).all()

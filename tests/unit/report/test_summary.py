@@ -57,7 +57,13 @@ def run(tmp_path):
     (tmp_path / "history.csv").write_text(
         "epoch,loss\n" + "".join(f"{e},0.1\n" for e in range(1, 36))
     )
-    out = sm.summarize(
+    return tmp_path, _summarize(tmp_path, paths, base)
+
+
+def _summarize(tmp_path, paths, base, prefix=""):
+    """``summarize`` of the tables ``paths`` (network) and ``base`` (filter) in ``tmp_path``,
+    its outputs named ``prefix`` + summary.json, per_mass.csv, ..."""
+    return sm.summarize(
         predictions=paths,
         baseline_predictions=base,
         maps=[],
@@ -67,13 +73,12 @@ def run(tmp_path):
         history=str(tmp_path / "history.csv"),
         max_epochs=200,
         train_masses_1e14=TRAINED,
-        out_json=str(tmp_path / "summary.json"),
-        out_markdown=str(tmp_path / "summary.md"),
-        out_per_mass=str(tmp_path / "per_mass.csv"),
-        out_claims=str(tmp_path / "claims.csv"),
+        out_json=str(tmp_path / f"{prefix}summary.json"),
+        out_markdown=str(tmp_path / f"{prefix}summary.md"),
+        out_per_mass=str(tmp_path / f"{prefix}per_mass.csv"),
+        out_claims=str(tmp_path / f"{prefix}claims.csv"),
         n_boot=200,
     )
-    return tmp_path, out
 
 
 def _claim(summary, start):
@@ -188,22 +193,7 @@ def test_calibrated_network_beside_raw_and_filter(run):
         t.to_csv(out, index=False)
         paths[csv_path.stem] = str(out)
     base = {p.stem: str(p) for p in (tmp_path / "mf").glob("*.csv")}
-    summary = sm.summarize(
-        predictions=paths,
-        baseline_predictions=base,
-        maps=[],
-        no_scatter_shard=None,
-        sigma_int=0.2,
-        model_summary=str(tmp_path / "model.json"),
-        history=str(tmp_path / "history.csv"),
-        max_epochs=200,
-        train_masses_1e14=TRAINED,
-        out_json=str(tmp_path / "s2.json"),
-        out_markdown=str(tmp_path / "s2.md"),
-        out_per_mass=str(tmp_path / "pm2.csv"),
-        out_claims=str(tmp_path / "c2.csv"),
-        n_boot=200,
-    )
+    summary = _summarize(tmp_path, paths, base, prefix="cal_")
     raw = summary["scatter"]["fits"]["scatter0"]
     cal = summary["network_calibrated"]["scatter_fits"]["scatter0"]
     assert raw["mean"] == pytest.approx(0.1, abs=0.01)
@@ -212,13 +202,13 @@ def test_calibrated_network_beside_raw_and_filter(run):
     assert cal["robust_half_width"] == pytest.approx(0.05, rel=WIDTH_RTOL)
     comparison = summary["network_calibrated"]["comparison"]["scatter0"]
     assert comparison["robust_half_width"]["matched_filter"] == pytest.approx(0.2, rel=WIDTH_RTOL)
-    per_mass = pd.read_csv(tmp_path / "pm2.csv")
+    per_mass = pd.read_csv(tmp_path / "cal_per_mass.csv")
     assert set(per_mass["estimator"]) == {"network", "network_calibrated", "matched_filter"}
     width_claim = _claim(summary, "network (calibrated) vs matched filter, no scatter: 16-84%")
     assert width_claim["verdict"] == "agrees"
     bias_claim = _claim(summary, "network (calibrated), scatter0: bias")
     assert bias_claim["verdict"] == "agrees"
-    assert "mResUNet (calibrated)" in (tmp_path / "s2.md").read_text()
+    assert "mResUNet (calibrated)" in (tmp_path / "cal_summary.md").read_text()
 
 
 def test_filter_targets_say_where_the_network_is_wider(run):
