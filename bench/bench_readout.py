@@ -32,22 +32,6 @@ from szmass.network.train import configure_tensorflow, load_set  # noqa: E402
 TEST = slice(600, 800)
 
 
-def regather_with_dropout(net, inputs: np.ndarray, *, batch_size: int = 64) -> None:
-    """Batch-norm statistics averaged over ``inputs`` with the dropout layers left on."""
-    import keras
-
-    bns = [lay for lay in net.layers if isinstance(lay, keras.layers.BatchNormalization)]
-    momenta = [b.momentum for b in bns]
-    try:
-        for k in range(len(inputs) // batch_size):
-            for b in bns:
-                b.momentum = k / (k + 1)
-            net(inputs[k * batch_size : (k + 1) * batch_size], training=True)
-    finally:
-        for b, m in zip(bns, momenta, strict=True):
-            b.momentum = m
-
-
 def readout(net, sets, norm) -> dict[float, dict[str, float]]:
     c = norm["npix"] // 2
     yy, xx = np.mgrid[: norm["npix"], : norm["npix"]]
@@ -88,7 +72,7 @@ def main() -> None:
     x_train, _ = load_set(run / "datasets" / "train.zarr", input_size=norm["npix"])
     x_recal = x_train[:: max(1, len(x_train) // args.maps)]
     own = readout(net, sets, norm)
-    regather_with_dropout(net, x_recal)
+    recalibrate_batch_norm(net, x_recal, dropout_off=False)
     with_dropout = readout(net, sets, norm)
     recalibrate_batch_norm(net, x_recal)  # back to the model's own (dropout-off) statistics
     again = readout(net, sets, norm)

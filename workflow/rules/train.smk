@@ -6,11 +6,14 @@ rule train_model:
         spectra=fresh_skies_inputs(),
         code=src(
             "network/train",
+            "network/callback",
             "network/model",
             "network/dataset",
             "network/readout",
             "network/fresh_skies",
             "sky/simulate",
+            "sky/maps",
+            "sky/spectra",
         ),
     output:
         model="results/model/mresunet.keras",

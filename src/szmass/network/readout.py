@@ -68,16 +68,19 @@ def readout_scores(m_est: np.ndarray, m_true: np.ndarray) -> dict[str, float]:
     return {"mean_ln": float(r.mean()), "width": float((hi - lo) / 2)}
 
 
-def recalibrate_batch_norm(net: keras.Model, inputs: np.ndarray, *, batch_size: int = 64) -> None:
+def recalibrate_batch_norm(
+    net: keras.Model, inputs: np.ndarray, *, batch_size: int = 64, dropout_off: bool = True
+) -> None:
     """Set every batch-norm layer's moving mean and variance to the average of its batch
-    statistics over ``inputs`` (n, H, W, C), computed with dropout off."""
+    statistics over ``inputs`` (n, H, W, C), computed with dropout off (``dropout_off=False``
+    keeps it on: what a training's moving averages see, for diagnostics)."""
     bns = [layer for layer in net.layers if isinstance(layer, keras.layers.BatchNormalization)]
     drops = [layer for layer in net.layers if isinstance(layer, keras.layers.Dropout)]
     if not bns:
         return
     momenta, rates = [b.momentum for b in bns], [d.rate for d in drops]
     try:
-        for d in drops:
+        for d in drops if dropout_off else ():
             d.rate = 0.0
         for k in range(max(1, len(inputs) // batch_size)):  # whole batches only
             for b in bns:  # moving <- moving * k/(k+1) + batch/(k+1): the running average
