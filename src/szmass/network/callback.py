@@ -1,6 +1,8 @@
 """The training loop's bookkeeping, as a Keras callback (SPEC §3; Gupta & Reichardt 2020,
-arXiv:2003.06135, §3): the learning-rate warm-up and plateau cuts, early stopping, the best
-weights, and a checkpoint after every epoch that a killed job resumes from.
+arXiv:2003.06135, §3): the learning-rate warm-up and plateau cuts, early stopping (after
+``stop_patience`` epochs without a better score, or when a cut would take the learning rate
+below ``min_learning_rate``), the best weights, and a checkpoint after every epoch that a
+killed job resumes from.
 """
 
 import json
@@ -80,14 +82,24 @@ def make_callback(
                 state["wait_stop"] += 1
                 if state["wait_lr"] >= training["lr_patience"]:
                     new_lr = lr * training["lr_factor"]
-                    self.model.optimizer.learning_rate.assign(new_lr)
                     state["wait_lr"] = 0
-                    log.info(
-                        "no better %s for %d epochs: learning rate -> %.3g",
-                        select_by,
-                        training["lr_patience"],
-                        new_lr,
-                    )
+                    if new_lr < training["min_learning_rate"]:
+                        log.info(
+                            "no better %s for %d epochs at the learning-rate floor %.3g: "
+                            "stopping",
+                            select_by,
+                            training["lr_patience"],
+                            training["min_learning_rate"],
+                        )
+                        state["wait_stop"] = training["stop_patience"]
+                    else:
+                        self.model.optimizer.learning_rate.assign(new_lr)
+                        log.info(
+                            "no better %s for %d epochs: learning rate -> %.3g",
+                            select_by,
+                            training["lr_patience"],
+                            new_lr,
+                        )
                 if state["wait_stop"] >= training["stop_patience"]:
                     state["stopped_early"] = True
                     self.model.stop_training = True

@@ -5,7 +5,9 @@ dilation 1, 2, 3, 4), each conv -> SELU -> batch norm with its input added back 
 projection where the shapes differ). The encoder doubles the filters and halves the map with
 stride 2 at each level; the decoder up-samples and concatenates the outputs of the dilation-2
 and dilation-4 sub-stages of the matching encoder block. A final 1x1 linear convolution gives
-two channels: the normalised SZ map and the mass map.
+two channels: the normalised SZ map and the mass map. With ``separate_heads`` (beyond the
+paper; issue 12) each channel gets its own residual sub-stage before its own 1x1 convolution,
+so the SZ map does not share its last features with the mass map's central cusp.
 
 Only standard Keras layers are used, so a saved ``.keras`` file loads with plain
 ``keras.saving.load_model``.
@@ -61,6 +63,7 @@ def build_mresunet(
     dropout_placement: str = "decoder",
     skip_dilations: tuple[int, ...] = (2, 4),
     n_outputs: int = 2,
+    separate_heads: bool = False,
     name: str = "mresunet",
 ) -> keras.Model:
     """Build the mResUNet.
@@ -75,6 +78,8 @@ def build_mresunet(
         dropout_placement: "decoder" (paper §2.1), "encoder" (paper §3) or "none".
         skip_dilations: which sub-stage outputs of each encoder block feed the decoder.
         n_outputs: output channels (2: SZ map and mass map).
+        separate_heads: give each output channel its own 3x3 residual sub-stage and 1x1
+            convolution (False: the paper's one shared 1x1 convolution).
     Returns:
         keras.Model mapping (batch, input_size, input_size, 1) to
         (batch, input_size, input_size, n_outputs).
@@ -113,5 +118,16 @@ def build_mresunet(
         )
         if dropout_placement == "decoder" and dropout > 0:
             x = layers.Dropout(dropout, name=f"dec{level}_dropout")(x)
-    outputs = layers.Conv2D(n_outputs, 1, activation="linear", dtype="float32", name="output")(x)
+    if not separate_heads:
+        outputs = layers.Conv2D(
+            n_outputs, 1, activation="linear", dtype="float32", name="output"
+        )(x)
+    else:
+        heads = [
+            layers.Conv2D(1, 1, activation="linear", dtype="float32", name=f"head{k}_output")(
+                residual_substage(x, base_filters, dilation=1, name=f"head{k}")
+            )
+            for k in range(n_outputs)
+        ]
+        outputs = layers.Concatenate(name="output", dtype="float32")(heads)
     return keras.Model(inputs, outputs, name=name)

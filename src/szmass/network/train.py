@@ -12,8 +12,9 @@ Beyond the paper (issue 12; the CPU config uses them, the paper config does not)
 every epoch (``fresh_skies``, see ``fresh_skies.py``), a loss that weighs the mass readout
 (``readout_weight``), the best epoch chosen by the validation readout's width
 (``select_by: val_width``), batch-norm statistics recomputed with dropout off before every
-validation (``bn_recalibration``), a linear learning-rate warm-up, and op determinism as an
-option (it costs ~20% on 2 CPU cores).
+validation (``bn_recalibration``), a linear learning-rate warm-up, a learning-rate floor that
+stops training when a plateau cut would go below it (``min_learning_rate``), and op
+determinism as an option (it costs ~20% on 2 CPU cores).
 """
 
 import csv
@@ -48,6 +49,7 @@ HISTORY_FIELDS = (
 RECIPE_DEFAULTS = {
     "deterministic": True,
     "warmup_epochs": 0,
+    "min_learning_rate": 0.0,
     "fresh_skies": False,
     "readout_weight": 0.0,
     "select_by": "val_loss",

@@ -213,6 +213,26 @@ def test_save_load_round_trip(tmp_path):
     np.testing.assert_array_equal(eager(loaded), expected)  # bit for bit
 
 
+def test_separate_heads():
+    """Each channel has its own 3x3 residual sub-stage and 1x1 convolution after the shared
+    decoder: two heads' parameters more than the paper's shared 1x1 convolution, and a change
+    to one head's weights moves its own channel only."""
+    base = {"input_size": 16, "base_filters": 4, "depth": 2}
+    shared, split = build_mresunet(**base), build_mresunet(**base, separate_heads=True)
+    f = base["base_filters"]
+    head = 9 * f * f + f + 4 * f + f + 1  # 3x3 conv, batch norm, 1x1 conv to one channel
+    assert split.count_params() == shared.count_params() - (2 * f + 2) + 2 * head
+    assert split.output.shape == (None, 16, 16, 2)
+    x = np.random.default_rng(3).standard_normal((2, 16, 16, 1)).astype(np.float32)
+    before = keras.ops.convert_to_numpy(split(x, training=False))
+    out = split.get_layer("head0_output")
+    out.set_weights([w + 1.0 for w in out.get_weights()])
+    after = keras.ops.convert_to_numpy(split(x, training=False))
+    assert np.all(after[..., 0] != before[..., 0])
+    np.testing.assert_array_equal(after[..., 1], before[..., 1])
+    assert split.get_layer("head1_conv").input is split.get_layer("head0_conv").input
+
+
 # --- it learns -----------------------------------------------------------------------------
 
 #: The overfit run: 16 maps of the prepared 8x8 set, each seen 64 times per epoch, batch 8,
