@@ -39,6 +39,18 @@ def save(fig, out_paths: Sequence[str], *, dpi: int = 150) -> None:
     plt.close(fig)
 
 
+def centred_offsets(npix: int, pixel_arcmin: float) -> np.ndarray:
+    """Pixel-centre offsets [arcmin] with pixel ``npix // 2`` at 0: the shards' x and y."""
+    return (np.arange(npix) - npix // 2) * pixel_arcmin
+
+
+def pixel_edge_extent(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:
+    """``imshow`` extent (left, right, bottom, top) from pixel-centre coordinates: the outer
+    pixel edges, so that each pixel is drawn around its own centre."""
+    dx, dy = x[1] - x[0], y[1] - y[0]
+    return (x[0] - dx / 2, x[-1] + dx / 2, y[0] - dy / 2, y[-1] + dy / 2)
+
+
 def _image(ax, data, extent, *, title, label, cmap="RdBu_r", vlim=None):
     vlim = float(np.max(np.abs(data))) if vlim is None else vlim
     im = ax.imshow(data, origin="lower", extent=extent, cmap=cmap, vmin=-vlim, vmax=vlim)
@@ -60,8 +72,7 @@ def figure_example(
     norm = read_normalization(normalization_path)
     ds = open_shard(shard_path)
     p = prepare(ds, norm, realizations=slice(realization, realization + 1), where=shard_path)
-    half = norm["npix"] * norm["pixel_arcmin"] / 2
-    extent = (-half, half, -half, half)
+    extent = pixel_edge_extent(ds.x.values, ds.y.values)
     m = float(p["m200c"][0]) / _E14
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), layout="constrained")
     _image(
@@ -126,8 +137,8 @@ def figure_sz_maps(
     )
     for row, m in zip(axes, masses_1e14, strict=True):
         true, pred = by_mass[round(float(m), 6)]
-        half = true.shape[0] * pixel_arcmin / 2
-        extent = (-half, half, -half, half)
+        offsets = centred_offsets(true.shape[0], pixel_arcmin)
+        extent = pixel_edge_extent(offsets, offsets)
         vlim = float(np.max(np.abs(true)))
         resid = pred - true
         ratios[f"{m:g}"] = float(np.max(np.abs(resid)) / vlim)
