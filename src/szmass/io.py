@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import xarray as xr
 import zarr
 
@@ -19,6 +20,7 @@ PREDICTION_COLUMNS = (
     "shard",
     "realization",
     "cluster_id",
+    "cluster_name",
     "z",
     "ln_scatter",
     "m200c_true",
@@ -91,6 +93,15 @@ def open_shard(
     except Exception as err:  # zarr and the codecs raise many kinds for a damaged store
         raise ShardError(f"shard {path} is corrupt or not a Zarr store: {err}") from err
     return ds
+
+
+def map_cluster_names(ds: xr.Dataset) -> np.ndarray:
+    """The name of each map's cluster, from a real-map shard's ``cluster_names`` attribute
+    (one per ``cluster``, whose coordinate is the maps' ``cluster_id``); "" for simulated maps."""
+    if "cluster_names" not in ds.attrs:
+        return np.full(ds.sizes["realization"], "", dtype=object)
+    name_of = dict(zip(ds.cluster.values.tolist(), ds.attrs["cluster_names"], strict=True))
+    return np.array([name_of[int(c)] for c in ds.cluster_id.values], dtype=object)
 
 
 def write_csv_atomic(table: "pd.DataFrame", path: str | os.PathLike) -> None:

@@ -23,7 +23,13 @@ import numpy as np
 import pandas as pd
 
 from ..calibration import apply_calibration, fit_calibration
-from ..io import PREDICTION_COLUMNS, open_shard, write_csv_atomic, write_text_atomic
+from ..io import (
+    PREDICTION_COLUMNS,
+    map_cluster_names,
+    open_shard,
+    write_csv_atomic,
+    write_text_atomic,
+)
 from ..sky.spectra import read_spectra
 from . import matched_filter as mf
 
@@ -138,6 +144,7 @@ def baseline_set(
                     "shard": Path(path).stem,
                     "realization": ds.realization.values,
                     "cluster_id": ids,
+                    "cluster_name": map_cluster_names(ds),
                     "z": ds.z.values,
                     "ln_scatter": ds.ln_scatter.values,
                     "m200c_true": ds.m200c.values,

@@ -85,8 +85,7 @@ def make_callback(
                     state["wait_lr"] = 0
                     if new_lr < training["min_learning_rate"]:
                         log.info(
-                            "no better %s for %d epochs at the learning-rate floor %.3g: "
-                            "stopping",
+                            "no better %s for %d epochs at the learning-rate floor %.3g: stopping",
                             select_by,
                             training["lr_patience"],
                             training["min_learning_rate"],

@@ -119,9 +119,9 @@ def build_mresunet(
         if dropout_placement == "decoder" and dropout > 0:
             x = layers.Dropout(dropout, name=f"dec{level}_dropout")(x)
     if not separate_heads:
-        outputs = layers.Conv2D(
-            n_outputs, 1, activation="linear", dtype="float32", name="output"
-        )(x)
+        outputs = layers.Conv2D(n_outputs, 1, activation="linear", dtype="float32", name="output")(
+            x
+        )
     else:
         heads = [
             layers.Conv2D(1, 1, activation="linear", dtype="float32", name=f"head{k}_output")(

@@ -20,7 +20,13 @@ import pandas as pd
 import xarray as xr
 
 from ..calibration import apply_calibration, fit_calibration
-from ..io import PREDICTION_COLUMNS, open_shard, write_csv_atomic, write_text_atomic
+from ..io import (
+    PREDICTION_COLUMNS,
+    map_cluster_names,
+    open_shard,
+    write_csv_atomic,
+    write_text_atomic,
+)
 from ..logs import Progress
 from .dataset import NORMALIZATION_KEYS, prepare, read_normalization
 
@@ -203,6 +209,7 @@ def predict_set(
         p["z"] = picked.z.values
         ids = picked.cluster_id.values if "cluster_id" in picked else picked.realization.values
         p["cluster_id"] = ids
+        p["cluster_name"] = map_cluster_names(picked)
         prepared.append((path, p))
     progress = Progress(sum(len(p["m200c"]) for _, p in prepared), "predicted maps", log)
     rows, mean_maps = [], {"m200c": [], "sz_true": [], "sz_pred": [], "mass_pred": []}
@@ -215,6 +222,7 @@ def predict_set(
                     "shard": Path(path).stem,
                     "realization": p["realization"],
                     "cluster_id": p["cluster_id"],
+                    "cluster_name": p["cluster_name"],
                     "z": p["z"],
                     "ln_scatter": p["ln_scatter"],
                     "m200c_true": p["m200c"],

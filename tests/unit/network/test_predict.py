@@ -57,6 +57,7 @@ def test_predictions_table_and_mean_maps(model16, shards16, tmp_path):
     np.testing.assert_allclose(written["m200c_true"], np.repeat(np.array(MASSES) * 1e14, n_test))
     np.testing.assert_array_equal(written["realization"], np.tile(np.arange(*TEST), len(MASSES)))
     assert np.all(np.isfinite(written["m200c_est"]))
+    assert written["cluster_name"].isna().all()  # simulated maps have no names
     np.testing.assert_allclose(written["m200c_est"], table["m200c_est"], rtol=1e-12)
     with np.load(tmp_path / "mean_maps.npz") as maps:
         assert maps["sz_true"].shape == (len(MASSES), NPIX, NPIX)

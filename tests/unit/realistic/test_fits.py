@@ -276,6 +276,9 @@ def test_fits_shard(real_dir, skip):
     # Stream keys are catalogue rows, so a skipped cluster does not change the others' maps.
     assert list(ds.cluster.values) == ([0, 2] if skip else [0, 1])
     assert ds.attrs["skipped_clusters"] == (["C3"] if skip else [])
+    # each map's cluster by name, for the predictions tables (three maps per cluster)
+    assert list(io.map_cluster_names(ds)) == ["A1"] * 3 + ["B2"] * 3
+    assert list(io.map_cluster_names(ds.isel(realization=slice(2, 4)))) == ["A1", "B2"]
     assert "FITS" in ds.attrs["description"]
     # Y in the 16-pixel cutout (edges at -2.125' and 1.875' from the blob) of the nested maps.
     edges = (np.array([-npix // 2 - 0.5, npix // 2 - 0.5]) * PIXEL) / SIGMA_ARCMIN
