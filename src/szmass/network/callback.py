@@ -14,6 +14,13 @@ from typing import Any
 
 log = logging.getLogger("szmass.train")
 
+#: Seconds between progress lines within an epoch.
+PROGRESS_EVERY_S = 30.0
+#: Steady-state steps timed at the start before the whole run's time is estimated.
+ESTIMATE_AFTER_STEPS = 20
+#: An estimated training time above this (hours) is warned about at the start.
+WARN_ABOVE_HOURS = 3.0
+
 
 def rng_state_variables(net) -> list:
     """The dropout layers' random-generator states, in model order (Keras saves weights, not
@@ -33,24 +40,68 @@ def make_callback(
     import keras
 
     max_epochs, warmup = training["max_epochs"], training["warmup_epochs"]
+    steps = -(-n_train // training["batch_size"])
+
+    def estimate_run_time(step_s: float, *, epochs_left: int) -> None:
+        """Log the time the remaining epochs take at most, from the steady steps timed so far
+        (validation not counted), and warn when it is more than ``WARN_ABOVE_HOURS``."""
+        hours = step_s * steps * epochs_left / 3600
+        log.info(
+            "timed %d steps: %.0f images/s; the %d epochs left take at most %.1f h "
+            "(without validation)",
+            ESTIMATE_AFTER_STEPS,
+            training["batch_size"] / step_s,
+            epochs_left,
+            hours,
+        )
+        if hours > WARN_ABOVE_HOURS:
+            log.warning(
+                "training may take up to %.0f h on this machine (%.1f h per epoch of %d maps); "
+                "on a CPU, config/cpu.yaml trains a narrower network in about an hour "
+                "(snakemake --cores all --configfile config/cpu.yaml)",
+                hours,
+                hours / epochs_left,
+                n_train,
+            )
+
     base_lr, select_by = training["learning_rate"], training["select_by"]
 
     class ResumableTraining(keras.callbacks.Callback):
         """Warm-up, plateau LR cuts, early stopping, best weights, a checkpoint every epoch."""
 
+        estimated = False
+
         def on_epoch_begin(self, epoch, logs=None):
             if epoch < warmup:
                 self.model.optimizer.learning_rate.assign(base_lr * (epoch + 1) / warmup)
+            self.epoch = epoch
             self.t0, self.t1 = time.perf_counter(), None
+            self.last_line = self.t0
 
         def on_train_batch_end(self, batch, logs=None):
+            now = time.perf_counter()
             if batch == 1:  # steady-state rate from here: the first steps include tracing
-                self.t1 = time.perf_counter()
+                self.t1 = now
+            if self.t1 is None or batch <= 1:
+                return
+            step_s = (now - self.t1) / (batch - 1)
+            if not self.estimated and batch - 1 >= ESTIMATE_AFTER_STEPS:
+                self.estimated = True
+                estimate_run_time(step_s, epochs_left=max_epochs - self.epoch)
+            if now - self.last_line >= PROGRESS_EVERY_S:
+                self.last_line = now
+                log.info(
+                    "epoch %d: step %d/%d, %.0f images/s, epoch ETA %.0f s",
+                    self.epoch + 1,
+                    batch + 1,
+                    steps,
+                    training["batch_size"] / step_s,
+                    (steps - batch - 1) * step_s,
+                )
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
             seconds = time.perf_counter() - self.t0
-            steps = -(-n_train // training["batch_size"])
             steady = seconds  # epochs of <= 2 steps: no steady state to time
             if self.t1 is not None and steps > 2:
                 steady = (time.perf_counter() - self.t1) / (steps - 2) * steps

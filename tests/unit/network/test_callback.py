@@ -2,11 +2,13 @@
 epoch with scripted validation scores (no fitting)."""
 
 import json
+import logging
 
 import keras
 import numpy as np
 import pytest
 
+from szmass.network import callback as callback_mod
 from szmass.network.callback import make_callback
 
 # Keras 3.15 converts TF variables with np.array(copy=False), which NumPy 2 deprecates.
@@ -27,9 +29,8 @@ RECIPE = {
 }
 
 
-def _drive(tmp_path, widths, **recipe):
-    """Run the callback's epoch hooks with validation widths ``widths``; returns (state,
-    learning rate after each epoch, epochs run before it asked to stop)."""
+def _make(tmp_path, widths, *, n_train=8, **recipe):
+    """A callback on a one-layer model whose validations score ``widths`` in turn."""
     net = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     net.compile(optimizer=keras.optimizers.Adam(RECIPE["learning_rate"]), loss="mse")
     state = {
@@ -49,11 +50,18 @@ def _drive(tmp_path, widths, **recipe):
         ckpt_dir=tmp_path,
         state=state,
         training={**RECIPE, **recipe},
-        n_train=8,
+        n_train=n_train,
         validate=validate,
         draw_seconds={},
     )
     callback.set_model(net)
+    return callback, net, state
+
+
+def _drive(tmp_path, widths, **recipe):
+    """Run the callback's epoch hooks with validation widths ``widths``; returns (state,
+    learning rate after each epoch)."""
+    callback, net, state = _make(tmp_path, widths, **recipe)
     rates = []
     for epoch in range(len(widths)):
         callback.on_epoch_begin(epoch)
@@ -91,3 +99,67 @@ def test_stop_patience_still_stops(tmp_path):
     state, rates = _drive(tmp_path, [0.5] + [0.6] * 9, stop_patience=3)
     assert len(rates) == 4 and state["stopped_early"]
     assert np.isclose(rates[-1], 5e-4)
+
+
+# --- rates, progress and the estimate, on a fake clock ----------------------------------------
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    fake = _Clock()
+    monkeypatch.setattr(callback_mod.time, "perf_counter", fake)
+    return fake
+
+
+def _epoch(callback, clock, *, steps, first_s, step_s, epoch=0):
+    """One epoch of ``steps`` steps: the first (graph tracing) takes ``first_s``, the rest
+    ``step_s`` each."""
+    callback.on_epoch_begin(epoch)
+    for batch in range(steps):
+        clock.now += first_s if batch == 0 else step_s
+        callback.on_train_batch_end(batch)
+    callback.on_epoch_end(epoch, {"loss": 1.0})
+
+
+def test_epoch_rate_leaves_out_the_tracing_step(tmp_path, clock):
+    # 100 steps of 4 maps at 0.1 s each, after a 20 s first step: 40 images/s, not 400 / 29.9
+    callback, _, state = _make(tmp_path, [0.5], n_train=400)
+    _epoch(callback, clock, steps=100, first_s=20.0, step_s=0.1)
+    (row,) = state["history"]
+    assert row["images_per_s"] == pytest.approx(40.0)
+    assert row["seconds"] == pytest.approx(29.9)
+
+
+def test_progress_lines_within_the_epoch(tmp_path, clock, caplog):
+    callback, _, _ = _make(tmp_path, [0.5], n_train=4000)  # 1000 steps of 0.1 s: 100 s
+    with caplog.at_level(logging.INFO, logger="szmass.train"):
+        _epoch(callback, clock, steps=1000, first_s=20.0, step_s=0.1)
+    lines = [r.getMessage() for r in caplog.records if ": step " in r.getMessage()]
+    assert len(lines) == 3  # every 30 s: at ~30, 60, 90 s
+    assert lines[0].startswith("epoch 1: step ") and "40 images/s" in lines[0]
+    assert "epoch ETA" in lines[-1]
+
+
+@pytest.mark.parametrize(("step_s", "warned"), [(0.1, False), (2.0, True)])
+def test_long_runs_are_warned_of_at_the_start(tmp_path, clock, caplog, step_s, warned):
+    # 20 epochs of 1000 steps: 0.1 s steps take 0.6 h, 2 s steps 11 h
+    callback, _, _ = _make(tmp_path, [0.5], n_train=4000)
+    callback.on_epoch_begin(0)
+    with caplog.at_level(logging.INFO, logger="szmass.train"):
+        for batch in range(25):
+            clock.now += 5.0 if batch == 0 else step_s
+            callback.on_train_batch_end(batch)
+    (estimate,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("timed")]
+    assert f"the 20 epochs left take at most {step_s * 1000 * 20 / 3600:.1f} h" in estimate
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == warned
+    if warned:
+        assert "config/cpu.yaml" in warnings[0].getMessage()
