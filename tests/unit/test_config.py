@@ -216,3 +216,9 @@ def test_every_shard_has_a_spec(paper_config):
         set_name, file_name = path.split("/")[-2:]
         spec = shard_spec(paper_config, set_name, file_name.removesuffix(".zarr"))
         assert spec["set_name"] == set_name
+
+
+def test_only_the_tiny_config_is_a_smoke_test(paper_config, test_config):
+    """config/test.yaml's two-epoch network gets no verdicts (issue 13, item 8)."""
+    assert test_config["evaluation"]["smoke_test"] is True
+    assert paper_config["evaluation"]["smoke_test"] is False

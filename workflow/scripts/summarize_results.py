@@ -26,4 +26,5 @@ summarize(
     n_boot=snakemake.params.evaluation["n_bootstrap"],
     sz_masses_1e14=snakemake.params.evaluation["sz_masses"],
     seed=snakemake.params.seed,
+    smoke_test=snakemake.params.evaluation["smoke_test"],
 )

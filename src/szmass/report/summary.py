@@ -23,6 +23,9 @@ log = logging.getLogger("szmass.summary")
 GRID_SETS = ("trained", "interpolated", "extrapolated")
 #: Estimates below this fraction of the true mass count as it in the robust width.
 LN_FLOOR = 1e-3
+#: A Y-M slope within this many standard errors of zero gives no scatter in ln M: the
+#: scatter / |slope| it implies is unbounded (three clusters of equal Y give slope 0 ± 0).
+MIN_SLOPE_SIGNIFICANCE = 2.0
 
 
 def calibrated_tables(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
@@ -88,15 +91,22 @@ def ln_ratio_fit(table: pd.DataFrame, *, n_boot: int, seed: int) -> dict[str, An
     """Gaussian fit to ln(M_est/M_true) over the positive estimates, with how many were not,
     and the robust half-width (half the 16-84 percentile range) over all of them.
 
-    A set with fewer than two positive estimates (an untrained network) gets ``error`` instead
-    of a fit, said in the claims table rather than hidden as NaN.
+    ``median_ratio`` is the median M_est/M_true over the finite estimates (NaN if none is): a
+    claim whose median is <= 0 is never an agreement. A set of fewer than two maps, or with
+    fewer than two positive estimates (an untrained network), gets ``error`` instead of a fit,
+    said in the claims table rather than hidden as NaN.
     """
     est, true = table["m200c_est"].to_numpy(), table["m200c_true"].to_numpy()
-    positive = np.isfinite(est) & (est > 0)
+    finite = np.isfinite(est)
+    positive = finite & (est > 0)
     out: dict[str, Any] = {"n_maps": len(est), "n_nonpositive": int((~positive).sum())}
-    ratio = np.log(np.maximum(np.where(np.isfinite(est), est, 0) / true, LN_FLOOR))
+    out["median_ratio"] = float(np.median(est[finite] / true[finite])) if finite.any() else np.nan
+    ratio = np.log(np.maximum(np.where(finite, est, 0) / true, LN_FLOOR))
     lo, hi = np.percentile(ratio, [16, 84])
     out["robust_half_width"] = float((hi - lo) / 2)  # estimates <= 0 rank lowest
+    if len(est) < 2:
+        out["error"] = f"{len(est)} map: a Gaussian fit needs at least 2"
+        return out
     try:
         out.update(
             stats.gaussian_fit(np.log(est[positive] / true[positive]), n_boot=n_boot, seed=seed)
@@ -140,11 +150,13 @@ def summarize(
     sz_masses_1e14: Sequence[float] = (2, 4, 6),
     n_boot: int = 1000,
     seed: int = 0,
+    smoke_test: bool = False,
 ) -> dict[str, Any]:
     """Every headline number of a run, and the table of claims, from the predictions.
 
     ``predictions`` / ``baseline_predictions`` map a test-set name to the network's / the
-    matched filter's predictions table.
+    matched filter's predictions table. ``smoke_test`` (``evaluation.smoke_test``): the
+    training only checked that every stage runs, and no claim is assessed.
     """
     tables = {name: read_predictions(path) for name, path in predictions.items()}
     per_mass = per_mass_table(tables, "network")
@@ -202,7 +214,10 @@ def summarize(
         per_mass = pd.concat([per_mass, cal_per_mass], ignore_index=True)
     summary["sz_residual_ratio"] = sz_residual_ratios(maps)
     summary["sz_residual_masses"] = [f"{m:g}" for m in sz_masses_1e14]
-    summary["claims"] = claims(summary, sigma_int=sigma_int, train_masses_1e14=train_masses_1e14)
+    summary["smoke_test"] = smoke_test
+    summary["claims"] = claims(
+        summary, sigma_int=sigma_int, train_masses_1e14=train_masses_1e14, smoke_test=smoke_test
+    )
     write_csv_atomic(per_mass, out_per_mass)
     write_csv_atomic(pd.DataFrame(summary["claims"]), out_claims)
     write_text_atomic(json.dumps(_plain(summary), indent=2) + "\n", out_json)
@@ -260,6 +275,10 @@ def compare(
                 },
                 "width_err": {"network": fit["sigma_err"], "matched_filter": other["sigma_err"]},
                 "mean": {"network": fit["mean"], "matched_filter": other["mean"]},
+                "median_ratio": {
+                    "network": fit["median_ratio"],
+                    "matched_filter": other["median_ratio"],
+                },
                 "narrower": min(widths, key=widths.get),
             }
     return out
@@ -282,13 +301,30 @@ def rescaled_estimates(table: pd.DataFrame, ds) -> np.ndarray:
     return table["m200c_est"].to_numpy() * r[idx]
 
 
+def y_m_relation(*, m200c: np.ndarray, y_cyl: np.ndarray) -> dict[str, Any]:
+    """ln Y_cyl fitted against ln M200c over the realistic clusters (``stats.log_slope``) with
+    the intrinsic scatter in ln M it implies, scatter / |slope|; where the clusters cannot give
+    that (fewer than 3, one mass, Y <= 0, a slope consistent with zero), ``error`` says why."""
+    n = np.size(m200c)
+    try:
+        rel = stats.log_slope(x=m200c, y=y_cyl)
+    except ValueError as err:
+        return {"error": f"no Y-M fit from {n} cluster{'s' if n != 1 else ''}: {err}"}
+    if not abs(rel["slope"]) > MIN_SLOPE_SIGNIFICANCE * rel["slope_err"]:
+        slope = f"{rel['slope']:.3g} ± {rel['slope_err']:.2g}"
+        return {**rel, "error": f"the Y-M slope {slope} is consistent with zero ({n} clusters)"}
+    return {**rel, "intrinsic_scatter_ln_m": rel["scatter"] / abs(rel["slope"])}
+
+
 def realistic_summary(table: pd.DataFrame, shard: str, *, n_boot: int, seed: int) -> dict:
     """The realistic-profile test (SPEC §4): estimates rescaled by each cluster's r, the mean r
-    beside the paper's, and the Gaussian fit to ln(r M_est / M_true)."""
+    beside the paper's, and the Gaussian fit to ln(r M_est / M_true); ``source`` is the
+    shard's ``realistic.source`` (standin or fits)."""
     ds = open_shard(shard, variables=("cluster_m200c", "cluster_r_measured"))
     r, r_used = cluster_rescaling(ds)
     scaled = table.assign(m200c_est=rescaled_estimates(table, ds))
     out = {
+        "source": ds.attrs.get("realistic_source", "standin"),
         "n_clusters": int(ds.sizes["cluster"]),
         "r_used": r_used,
         "mean_r": float(np.mean(r)),
@@ -298,17 +334,23 @@ def realistic_summary(table: pd.DataFrame, shard: str, *, n_boot: int, seed: int
         "fit_unscaled": ln_ratio_fit(table, n_boot=n_boot, seed=seed),
     }
     if "cluster_y_cyl" in ds:
-        rel = stats.log_slope(x=ds.cluster_m200c.values, y=ds.cluster_y_cyl.values)
+        rel = y_m_relation(m200c=ds.cluster_m200c.values, y_cyl=ds.cluster_y_cyl.values)
+        if "intrinsic_scatter_ln_m" in rel:
+            out["intrinsic_scatter_ln_m"] = rel.pop("intrinsic_scatter_ln_m")
         out["y_m_relation"] = rel
-        out["intrinsic_scatter_ln_m"] = rel["scatter"] / abs(rel["slope"])
     return out
 
 
 def markdown(summary: dict) -> str:
     """The claims table as Markdown, with the per-mass numbers of the trained set."""
-    lines = [
-        "# szmass: this run beside the paper",
-        "",
+    lines = ["# szmass: this run beside the paper", ""]
+    if summary.get("smoke_test"):
+        lines += [
+            "This run is a smoke test (`evaluation.smoke_test: true`): its training only shows",
+            "that every stage runs, so no claim is assessed.",
+            "",
+        ]
+    lines += [
         "| claim | paper | this run | verdict | note |",
         "|---|---|---|---|---|",
     ]
