@@ -33,6 +33,7 @@ rule predict_set:
         shards=eval_set_shards,
         code=src(
             "network/predict",
+            "network/template",
             "network/dataset",
             "network/train",
             "calibration",

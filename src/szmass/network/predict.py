@@ -5,7 +5,9 @@ Every test map goes through ``dataset.prepare``, the very function that made the
 the mass estimate is the predicted central pixel of the mass channel times M_norm, and the
 predicted SZ map is the first channel times the stored SZ scale. Beside that raw estimate,
 ``m200c_cal`` is the estimate calibrated on the validation realizations (``calibrate_network``),
-the same way the matched filter is calibrated on its training maps (issue 12).
+the same way the matched filter is calibrated on its training maps (issue 12), and
+``m200c_tpl`` the template readout (``template.py``: the label's template fitted over the
+central 13 pixels instead of the central pixel alone).
 """
 
 import json
@@ -28,7 +30,8 @@ from ..io import (
     write_text_atomic,
 )
 from ..logs import Progress
-from .dataset import NORMALIZATION_KEYS, prepare, read_normalization
+from .dataset import NORMALIZATION_KEYS, prepare, read_normalization, shard_cosmology
+from .template import template_readout, template_shapes
 
 log = logging.getLogger("szmass.evaluate")
 
@@ -167,6 +170,20 @@ def calibrate_network(
     return result
 
 
+def _template_estimates(
+    mass_pred: np.ndarray, z: np.ndarray, cosmo: dict[str, Any], norm: dict[str, Any]
+) -> np.ndarray:
+    """The template readout of each map, with the template at each map's redshift."""
+    est = np.empty(len(z))
+    for zk in np.unique(z):
+        pick = z == zk
+        shapes = template_shapes(
+            z=float(zk), cosmo=cosmo, npix=norm["npix"], pixel_arcmin=norm["pixel_arcmin"]
+        )
+        est[pick] = template_readout(mass_pred[pick], shapes, m_norm=norm["m_norm_msun"])
+    return est
+
+
 def predict_set(
     *,
     model_path: str,
@@ -210,12 +227,14 @@ def predict_set(
         ids = picked.cluster_id.values if "cluster_id" in picked else picked.realization.values
         p["cluster_id"] = ids
         p["cluster_name"] = map_cluster_names(picked)
+        p["cosmo"] = shard_cosmology(ds)
         prepared.append((path, p))
     progress = Progress(sum(len(p["m200c"]) for _, p in prepared), "predicted maps", log)
     rows, mean_maps = [], {"m200c": [], "sz_true": [], "sz_pred": [], "mass_pred": []}
     for path, p in prepared:
         out = _predict(net, p["inputs"], progress)
         est = out[:, centre, centre, 1].astype(float) * model_norm["m_norm_msun"]
+        est_tpl = _template_estimates(out[..., 1], p["z"], p["cosmo"], model_norm)
         rows.append(
             pd.DataFrame(
                 {
@@ -228,6 +247,7 @@ def predict_set(
                     "m200c_true": p["m200c"],
                     "m200c_est": est,
                     "m200c_cal": calibrated(est, calibration),
+                    "m200c_tpl": est_tpl,
                 }
             )
         )
@@ -239,7 +259,7 @@ def predict_set(
             mean_maps["sz_true"].append(p["labels"][pick, ..., 0].mean(0) * model_norm["sz_scale"])
             mean_maps["sz_pred"].append(out[pick, ..., 0].mean(0) * model_norm["sz_scale"])
             mean_maps["mass_pred"].append(out[pick, ..., 1].mean(0) * model_norm["m_norm_msun"])
-    table = pd.concat(rows, ignore_index=True)[[*PREDICTION_COLUMNS, "m200c_cal"]]
+    table = pd.concat(rows, ignore_index=True)[[*PREDICTION_COLUMNS, "m200c_cal", "m200c_tpl"]]
     bad = ~np.isfinite(table["m200c_est"])
     if bad.any():
         log.warning("%d of %d estimates are not finite", int(bad.sum()), len(table))

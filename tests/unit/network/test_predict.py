@@ -50,7 +50,8 @@ def _predict(model16, shards, tmp_path, **kw):
 def test_predictions_table_and_mean_maps(model16, shards16, tmp_path):
     table = _predict(model16, shards16, tmp_path)
     written = pd.read_csv(tmp_path / "predictions.csv")
-    assert list(written.columns) == [*PREDICTION_COLUMNS, "m200c_cal"]
+    assert list(written.columns) == [*PREDICTION_COLUMNS, "m200c_cal", "m200c_tpl"]
+    assert np.all(np.isfinite(written["m200c_tpl"]))
     assert written["m200c_cal"].isna().all()  # no calibration given
     n_test = TEST[1] - TEST[0]
     assert len(written) == len(MASSES) * n_test
