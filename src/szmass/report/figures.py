@@ -373,9 +373,9 @@ def figure_baseline(
     out_paths: Sequence[str],
     dpi: int = 150,
 ) -> None:
-    """The network (raw, and calibrated where the run has it) against the matched filter per
-    mass: dM/M, the bias of the median, and the filter's median best-scale S/N (what the map
-    itself carries)."""
+    """The network (raw; calibrated and template readout where the run has them) against the
+    matched filter per mass: dM/M, the bias of the median, and the filter's median best-scale
+    S/N (what the map itself carries)."""
     fig, axes = plt.subplots(3, 1, figsize=(7, 9), sharex=True)
     lo, hi = min(train_masses_1e14), max(train_masses_1e14)
     for ax in axes:
@@ -383,6 +383,7 @@ def figure_baseline(
     labels = {
         "network": ("mResUNet (raw)", "C0", "-"),
         "network_calibrated": ("mResUNet (calibrated on validation maps)", "C2", "-."),
+        "network_template": ("mResUNet (template readout)", "C1", ":"),
         "matched_filter": ("matched filter", "C3", "--"),
     }
     for estimator, (label, colour, ls) in labels.items():

@@ -28,13 +28,21 @@ LN_FLOOR = 1e-3
 MIN_SLOPE_SIGNIFICANCE = 2.0
 
 
-def calibrated_tables(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    """The network's tables with its calibrated estimate (``m200c_cal``) as ``m200c_est``;
-    empty when the predictions carry no calibration."""
+#: The network's other estimates in its predictions tables, each summarised as an estimator of
+#: its own: summary block -> (column, label in the tables).
+NETWORK_ALTERNATIVES = {
+    "network_calibrated": ("m200c_cal", "mResUNet (calibrated)"),
+    "network_template": ("m200c_tpl", "mResUNet (template readout)"),
+}
+
+
+def alternative_tables(tables: Mapping[str, pd.DataFrame], column: str) -> dict[str, pd.DataFrame]:
+    """The network's tables with the estimate in ``column`` (``m200c_cal``, ``m200c_tpl``) as
+    ``m200c_est``; empty when the predictions do not carry it."""
     return {
-        name: t.assign(m200c_est=t["m200c_cal"])
+        name: t.assign(m200c_est=t[column])
         for name, t in tables.items()
-        if "m200c_cal" in t and t["m200c_cal"].notna().all()
+        if column in t and t[column].notna().all()
     }
 
 
@@ -169,16 +177,19 @@ def summarize(
     fit = {"n_boot": n_boot, "seed": seed}
     scatter = {n: ln_ratio_fit(t, **fit) for n, t in tables.items() if n.startswith("scatter")}
     summary["scatter"] = {"fits": scatter, "signal_slope": slope, "floor_sigma_int": floor}
-    cal_tables = calibrated_tables(tables)
-    if cal_tables:
-        cal_per_mass = per_mass_table(cal_tables, "network_calibrated")
-        cal_scatter = {
-            n: ln_ratio_fit(t, **fit) for n, t in cal_tables.items() if n.startswith("scatter")
-        }
-        summary["network_calibrated"] = {
-            "per_mass": _per_mass_blocks(cal_per_mass),
-            "scatter_fits": cal_scatter,
-        }
+    alternatives = {}  # block -> (per-mass table, scatter fits)
+    for block, (column, _) in NETWORK_ALTERNATIVES.items():
+        alt = alternative_tables(tables, column)
+        if alt:
+            alt_per_mass = per_mass_table(alt, block)
+            alt_scatter = {
+                n: ln_ratio_fit(t, **fit) for n, t in alt.items() if n.startswith("scatter")
+            }
+            alternatives[block] = (alt_per_mass, alt_scatter)
+            summary[block] = {
+                "per_mass": _per_mass_blocks(alt_per_mass),
+                "scatter_fits": alt_scatter,
+            }
     if baseline_predictions:
         mf_tables = {n: read_predictions(p) for n, p in baseline_predictions.items()}
         mf_per_mass = per_mass_table(mf_tables, "matched_filter")
@@ -193,9 +204,9 @@ def summarize(
             "scatter_fits": mf_scatter,
             "comparison": compare(per_mass, mf_per_mass, scatter, mf_scatter),
         }
-        if cal_tables:
-            summary["network_calibrated"]["comparison"] = compare(
-                cal_per_mass, mf_per_mass, cal_scatter, mf_scatter
+        for block, (alt_per_mass, alt_scatter) in alternatives.items():
+            summary[block]["comparison"] = compare(
+                alt_per_mass, mf_per_mass, alt_scatter, mf_scatter
             )
         per_mass = pd.concat([per_mass, mf_per_mass], ignore_index=True)
         noise = [f["sigma"] for n, f in mf_scatter.items() if float(n[7:]) == 0 and "sigma" in f]
@@ -210,8 +221,7 @@ def summarize(
             summary["realistic"]["matched_filter"] = realistic_summary(
                 mf_tables["realistic"], realistic_shard, **fit
             )
-    if cal_tables:
-        per_mass = pd.concat([per_mass, cal_per_mass], ignore_index=True)
+    per_mass = pd.concat([per_mass, *(pm for pm, _ in alternatives.values())], ignore_index=True)
     summary["sz_residual_ratio"] = sz_residual_ratios(maps)
     summary["sz_residual_masses"] = [f"{m:g}" for m in sz_masses_1e14]
     summary["smoke_test"] = smoke_test
@@ -376,10 +386,14 @@ def markdown(summary: dict) -> str:
 
 
 def _estimator_table(summary: dict) -> list[str]:
-    """The scatter sets' ln(M_est/M_true) per estimator: raw and calibrated network, filter."""
+    """The scatter sets' ln(M_est/M_true) per estimator: the network's (raw, calibrated,
+    template readout) and the filter's."""
     estimators = {
         "mResUNet (raw)": summary["scatter"]["fits"],
-        "mResUNet (calibrated)": summary.get("network_calibrated", {}).get("scatter_fits", {}),
+        **{
+            label: summary.get(block, {}).get("scatter_fits", {})
+            for block, (_, label) in NETWORK_ALTERNATIVES.items()
+        },
         "matched filter": summary.get("baseline", {}).get("scatter_fits", {}),
     }
     lines = [

@@ -211,6 +211,33 @@ def test_calibrated_network_beside_raw_and_filter(run):
     assert "mResUNet (calibrated)" in (tmp_path / "cal_summary.md").read_text()
 
 
+def test_template_readout_is_an_estimator_of_its_own(run):
+    """``m200c_tpl`` in the network's tables (here the raw estimate 5% low) is summarised
+    beside the raw estimate: its fits, its comparison with the filter, its claims and rows."""
+    tmp_path, _ = run
+    paths = {}
+    for csv_path in sorted((tmp_path / "net").glob("*.csv")):
+        t = pd.read_csv(csv_path)
+        t["m200c_tpl"] = t["m200c_est"] * np.exp(-0.05)
+        out = tmp_path / "net_tpl" / csv_path.name
+        out.parent.mkdir(exist_ok=True)
+        t.to_csv(out, index=False)
+        paths[csv_path.stem] = str(out)
+    base = {p.stem: str(p) for p in (tmp_path / "mf").glob("*.csv")}
+    summary = _summarize(tmp_path, paths, base, prefix="tpl_")
+    raw = summary["scatter"]["fits"]["scatter0"]
+    tpl = summary["network_template"]["scatter_fits"]["scatter0"]
+    assert tpl["mean"] == pytest.approx(raw["mean"] - 0.05, abs=1e-9)
+    assert tpl["sigma"] == pytest.approx(raw["sigma"], rel=1e-6)
+    assert "scatter0" in summary["network_template"]["comparison"]
+    assert "network_calibrated" not in summary  # no m200c_cal column
+    per_mass = pd.read_csv(tmp_path / "tpl_per_mass.csv")
+    assert set(per_mass["estimator"]) == {"network", "network_template", "matched_filter"}
+    bias = _claim(summary, "network (template readout), scatter0: bias")
+    assert (bias["verdict"] == "agrees") == (abs(tpl["mean"]) < 0.02)
+    assert "mResUNet (template readout)" in (tmp_path / "tpl_summary.md").read_text()
+
+
 def test_filter_targets_say_where_the_network_is_wider(run):
     """The dM/M-per-mass target names the masses where the network is above the filter."""
     _, summary = run
