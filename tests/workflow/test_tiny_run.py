@@ -478,6 +478,7 @@ def test_config_key_order_does_not_rerun(tiny_run, tmp_path):
         ),
         pytest.param("network/readout", {MODEL}, id="readout"),
         pytest.param("network/callback", {MODEL}, id="callback"),
+        pytest.param("network/template", {NETCAL, *PRED.values()}, id="template"),
         pytest.param("realistic/standin", {REALISTIC_SHARD}, id="realistic"),
         pytest.param("realistic/b12", {REALISTIC_SHARD}, id="b12"),
         pytest.param("realistic/los_halos", {REALISTIC_SHARD}, id="los_halos"),

@@ -8,7 +8,14 @@ rule calibrate_network:
         model_normalization="results/model/normalization.json",
         data_normalization="results/datasets/normalization.json",
         val="results/datasets/val.zarr",
-        code=src("network/predict", "network/dataset", "network/train", "calibration", "io"),
+        code=src(
+            "network/predict",
+            "network/template",
+            "network/dataset",
+            "network/train",
+            "calibration",
+            "io",
+        ),
     output:
         "results/model/calibration.json",
     log:
