@@ -1,12 +1,19 @@
 """szmass.logs: the rule log and periodic progress lines with rate and ETA."""
 
 import logging
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from szmass import logs
 from szmass.logs import Progress, setup_logging
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPTS = REPO / "workflow" / "scripts"
 
 
 class FakeClock:
@@ -57,7 +64,8 @@ def test_progress_rate(clock, logger, caplog):
     assert re.fullmatch(r"maps: 400/1000 \(200/s, ETA 3 s\)", line)
 
 
-def test_setup_logging_writes_the_rule_log(tmp_path):
+def test_setup_logging_writes_the_rule_log(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # setup_logging installs its own
     path = tmp_path / "rule.log"
     log = setup_logging(str(path))
     try:
@@ -71,3 +79,103 @@ def test_setup_logging_writes_the_rule_log(tmp_path):
     text = path.read_text()
     assert re.search(r"INFO szmass\.simulate: cluster profiles: 2/2 \([0-9.e+]+/s, ETA 0 s\)", text)
     assert "INFO szmass: wrote x.zarr" in text
+
+
+# --- a failed job's log holds the exception and its traceback -------------------------------
+
+
+def _env(**env: str) -> dict[str, str]:
+    """This environment with this checkout's src/ first, plus ``env``."""
+    return dict(os.environ) | {"PYTHONPATH": str(REPO / "src")} | env
+
+
+def _python(code: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    """``python -c code`` with this checkout's src/ first (as the rule scripts have it)."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+FAILING_JOB = """
+import sys
+{before}
+from szmass.logs import setup_logging
+log = setup_logging({log!r})
+log.info("simulating")
+
+def decode_shard():
+    raise ValueError("cannot decode variable 'sky' of M4.zarr")
+
+decode_shard()
+"""
+
+
+def test_uncaught_exception_goes_to_the_log_with_its_traceback(tmp_path):
+    log = tmp_path / "job.log"
+    proc = _python(FAILING_JOB.format(before="", log=str(log)), tmp_path)
+    assert proc.returncode == 1
+    text = log.read_text()
+    assert "INFO szmass: simulating" in text
+    assert "CRITICAL szmass: uncaught ValueError: the job fails" in text
+    assert "Traceback (most recent call last):" in text
+    assert "in decode_shard" in text
+    assert text.rstrip().endswith("ValueError: cannot decode variable 'sky' of M4.zarr")
+    # on the terminal once (through the logger), not a second time from Python's own hook
+    assert proc.stderr.count("Traceback (most recent call last):") == 1, proc.stderr
+
+
+def test_the_previous_excepthook_still_runs(tmp_path):
+    log = tmp_path / "job.log"
+    before = "sys.excepthook = lambda *exc: print('previous hook:', exc[1], file=sys.stderr)"
+    proc = _python(FAILING_JOB.format(before=before, log=str(log)), tmp_path)
+    assert proc.returncode == 1
+    assert "previous hook: cannot decode variable 'sky' of M4.zarr" in proc.stderr
+    assert "Traceback (most recent call last):" in log.read_text()
+
+
+def test_bootstrap_logs_a_failure_before_the_scripts_setup_logging(tmp_path):
+    """A rule script imports _bootstrap first: a failing import after it, or anything before
+    the script's own setup_logging call, still reaches the rule's log (kept, not truncated)."""
+    log = tmp_path / "logs" / "rule.log"
+    log.parent.mkdir()
+    script = tmp_path / "rule_script.py"
+    script.write_text(
+        "import types\n"
+        f"snakemake = types.SimpleNamespace(log=[{str(log)!r}])  # as Snakemake's preamble\n"
+        f"import sys; sys.path.insert(0, {str(SCRIPTS)!r})\n"
+        "import _bootstrap\n"
+        "import logging\n"
+        "logging.getLogger('szmass').info('before the script sets up its log')\n"
+        "from szmass.logs import setup_logging\n"
+        "setup_logging(snakemake.log[0])\n"
+        "import szmass.no_such_module\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_env(),
+    )
+    assert proc.returncode == 1
+    text = log.read_text()
+    assert "INFO szmass: before the script sets up its log" in text
+    assert "Traceback (most recent call last):" in text
+    assert "ModuleNotFoundError: No module named 'szmass.no_such_module'" in text
+
+
+def test_every_rule_script_imports_bootstrap_first():
+    for script in sorted(SCRIPTS.glob("*.py")):
+        if script.name == "_bootstrap.py":
+            continue
+        code = [
+            ln for ln in script.read_text().splitlines() if ln and not ln.startswith(('"""', "#"))
+        ]
+        first_import = next(ln for ln in code if ln.startswith(("import ", "from ")))
+        assert first_import.startswith("import _bootstrap"), script.name
