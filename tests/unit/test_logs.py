@@ -2,6 +2,7 @@
 
 import logging
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -10,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from szmass import logs
-from szmass.logs import Progress, setup_logging
+from szmass.logs import Progress, filter_tf_startup, setup_logging
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "workflow" / "scripts"
+TF_LOGS = logs.TF_LOGS_ENV
 
 
 class FakeClock:
@@ -85,8 +87,10 @@ def test_setup_logging_writes_the_rule_log(tmp_path, monkeypatch):
 
 
 def _env(**env: str) -> dict[str, str]:
-    """This environment with this checkout's src/ first, plus ``env``."""
-    return dict(os.environ) | {"PYTHONPATH": str(REPO / "src")} | env
+    """This environment without the TensorFlow log settings (pytest's own import of szmass set
+    TF_CPP_MIN_LOG_LEVEL), this checkout's src/ first, plus ``env``."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", TF_LOGS)}
+    return clean | {"PYTHONPATH": str(REPO / "src")} | env
 
 
 def _python(code: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
@@ -149,8 +153,8 @@ def test_bootstrap_logs_a_failure_before_the_scripts_setup_logging(tmp_path):
         f"snakemake = types.SimpleNamespace(log=[{str(log)!r}])  # as Snakemake's preamble\n"
         f"import sys; sys.path.insert(0, {str(SCRIPTS)!r})\n"
         "import _bootstrap\n"
-        "import logging\n"
-        "logging.getLogger('szmass').info('before the script sets up its log')\n"
+        "import logging, os\n"
+        "logging.getLogger('szmass').info('TF log level %s', os.environ['TF_CPP_MIN_LOG_LEVEL'])\n"
         "from szmass.logs import setup_logging\n"
         "setup_logging(snakemake.log[0])\n"
         "import szmass.no_such_module\n"
@@ -165,7 +169,7 @@ def test_bootstrap_logs_a_failure_before_the_scripts_setup_logging(tmp_path):
     )
     assert proc.returncode == 1
     text = log.read_text()
-    assert "INFO szmass: before the script sets up its log" in text
+    assert f"INFO szmass: TF log level {logs.TF_QUIET_LEVEL}" in text
     assert "Traceback (most recent call last):" in text
     assert "ModuleNotFoundError: No module named 'szmass.no_such_module'" in text
 
@@ -179,3 +183,62 @@ def test_every_rule_script_imports_bootstrap_first():
         ]
         first_import = next(ln for ln in code if ln.startswith(("import ", "from ")))
         assert first_import.startswith("import _bootstrap"), script.name
+
+
+# --- TensorFlow's C++ start-up lines --------------------------------------------------------
+
+#: What TensorFlow 2.21 printed on every start on these machines (x86-64, oneDNN on), and the
+#: E line of the first training step of the mResUNet: none of it may reach the terminal or a log.
+TF_NOISE = re.compile(
+    r"oneDNN|port\.cc|cpu_feature_guard|absl::InitializeLog|util\.cc|^[IWE]\d{4} ", re.M
+)
+STARTUP = (
+    b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+    b"I0000 00:00:1796168391.665910   14044 port.cc:153] oneDNN custom operations are on. ...\n"
+    b"I0000 00:00:1796168391.745009   14044 cpu_feature_guard.cc:227] This TensorFlow binary "
+    b"is optimized to use available CPU instructions in performance-critical operations.\n"
+    b"To enable the following instructions: AVX2 AVX512F FMA, in other operations, rebuild ...\n"
+    b"/site-packages/keras/src/trainers/epoch_iterator.py:74: UserWarning: a Python warning\n"
+    b"E0000 00:00:1796168420.842086   14044 util.cc:131] oneDNN supports DT_INT32 only on "
+    b"platforms with AVX-512. Falling back to the default Eigen-based implementation.\n"
+    b"2026-12-01 23:39:56,965 INFO szmass.train: TensorFlow 2.21.0 on CPU\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("min_severity", "kept"),
+    [
+        (0, STARTUP),
+        (1, b"\n".join(STARTUP.splitlines()[4:]) + b"\n"),  # the E line stays, like TF's level 1
+        (3, b"\n".join(STARTUP.splitlines()[4:5] + STARTUP.splitlines()[6:]) + b"\n"),
+    ],
+)
+def test_filter_tf_startup_drops_only_absl_lines_below_the_level(min_severity, kept):
+    assert filter_tf_startup(STARTUP, min_severity) == kept
+
+
+def _tf_op(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    code = (
+        "import os, szmass, tensorflow as tf\n"
+        "print(int(tf.reduce_sum(tf.constant([1, 2]) + 1)))\n"
+        "print(os.environ.get('TF_CPP_MIN_LOG_LEVEL'), os.environ.get('TF_ENABLE_ONEDNN_OPTS'))\n"
+        "print(type(tf.__loader__).__name__)\n"
+    )
+    return _python(code, tmp_path, **env)
+
+
+@pytest.mark.slow
+def test_tensorflow_start_up_is_silent_unless_asked_for(tmp_path):
+    proc = _tf_op(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result, levels, loader = proc.stdout.splitlines()
+    assert result == "5"
+    assert levels == f"{logs.TF_QUIET_LEVEL} None"  # the log level only; oneDNN as it was
+    assert loader == "SourceFileLoader"  # tensorflow looks imported plainly
+    assert not TF_NOISE.search(proc.stderr), proc.stderr
+
+    loud = _tf_op(tmp_path, **{TF_LOGS: "1"})
+    assert loud.returncode == 0, loud.stderr
+    assert loud.stdout.splitlines()[1] == "None None"
+    if sys.platform == "linux" and platform.machine() == "x86_64":  # where TF enables oneDNN
+        assert "oneDNN custom operations are on" in loud.stderr, loud.stderr
