@@ -147,11 +147,15 @@ def test_bootstrap_logs_a_failure_before_the_scripts_setup_logging(tmp_path):
     the script's own setup_logging call, still reaches the rule's log (kept, not truncated)."""
     log = tmp_path / "logs" / "rule.log"
     log.parent.mkdir()
+    other = tmp_path / "site" / "szmass"  # another checkout's szmass, earlier on the path
+    other.mkdir(parents=True)
+    (other / "__init__.py").write_text("raise ImportError('the szmass of another checkout')\n")
     script = tmp_path / "rule_script.py"
     script.write_text(
         "import types\n"
         f"snakemake = types.SimpleNamespace(log=[{str(log)!r}])  # as Snakemake's preamble\n"
-        f"import sys; sys.path.insert(0, {str(SCRIPTS)!r})\n"
+        f"import sys; sys.path.insert(0, {str(other.parent)!r})\n"
+        f"sys.path += [{str(REPO / 'src')!r}, {str(SCRIPTS)!r}]  # as the preamble appends them\n"
         "import _bootstrap\n"
         "import logging, os\n"
         "logging.getLogger('szmass').info('TF log level %s', os.environ['TF_CPP_MIN_LOG_LEVEL'])\n"
@@ -165,7 +169,7 @@ def test_bootstrap_logs_a_failure_before_the_scripts_setup_logging(tmp_path):
         capture_output=True,
         text=True,
         timeout=120,
-        env=_env(),
+        env=_env(PYTHONPATH=""),
     )
     assert proc.returncode == 1
     text = log.read_text()

@@ -14,8 +14,9 @@ import sys
 from pathlib import Path
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
-if SRC not in sys.path:
-    sys.path.insert(0, SRC)
+# First, even where it is already on the path: Snakemake's preamble appends the parent process's
+# path (this src/ among it) after the entries of an installed szmass's .pth file.
+sys.path[:] = [SRC, *(p for p in sys.path if p != SRC)]
 
 from szmass.logs import quiet_tensorflow, setup_logging  # noqa: E402
 
