@@ -89,7 +89,7 @@ PROFILE_SPOTS = [
     ("import snakemake (CLI, plugin registries)", "snakemake/cli.py", "<module>"),
     ("parse Snakefile + rules (workflow.include)", "snakemake/workflow.py", "include"),
     ("  of which workflow/rules/common.smk", "common.smk", "<module>"),
-    ("    of which config schema validation", "snakemake/utils.py", "validate"),
+    ("    of which config schema validation", "szmass/config.py", "validate_config"),
     ("    of which import szmass.config", "szmass/config.py", "<module>"),
     ("build the DAG (dag.init)", "snakemake/dag.py", "init"),
     ("  of which params-changed checks", "snakemake/persistence/__init__.py", "params_changed"),

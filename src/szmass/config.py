@@ -1,14 +1,173 @@
-"""Checks the JSON schema cannot express, and the names of the workflow's outputs.
+"""The config's checks (the JSON schema, then what it cannot express) and the output names.
 
-Schema validation (types, ranges, unknown keys) happens in ``workflow/rules/common.smk``;
-``check_config`` then checks the relations between keys. Errors name the key.
+``workflow/rules/common.smk`` calls ``validate_config`` (types, ranges, unknown keys, against
+``workflow/schemas/config.schema.yaml``), then ``check_config`` (the relations between keys).
+Both raise ``ConfigError`` naming the dotted key, the value and what is allowed.
 """
 
+import difflib
+import json
+import re
+from pathlib import Path
 from typing import Any
 
 
 class ConfigError(ValueError):
     """An invalid configuration; the message names the offending key."""
+
+
+#: Schema failures listed in one ConfigError; the rest are counted.
+MAX_SCHEMA_ERRORS = 20
+
+#: A number in exponent notation that YAML 1.1 (PyYAML, Snakemake) reads as a string: YAML 1.1
+#: floats need a dot and a signed exponent (``1.0e-4``), so ``1e-4`` and ``1.5e3`` are text.
+_EXPONENT = re.compile(r"([+-]?)(\d*)(?:\.(\d*))?[eE]([+-]?)(\d+)")
+
+
+def validate_config(config: dict[str, Any], schema_path: str | Path, *, source: str = "") -> None:
+    """Check ``config`` against the JSON schema at ``schema_path``; each failure in one line.
+
+    Replaces ``snakemake.utils.validate``, which prints the whole schema and config. ``source``
+    names the config files in the message. The schema has no defaults, so nothing is filled in.
+
+    Raises:
+        ConfigError: one line per failure (the dotted key, its value and what is allowed).
+    """
+    import jsonschema
+    import yaml
+
+    with open(schema_path) as f:
+        schema = yaml.safe_load(f)
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
+    if not errors:
+        return
+    problems = [line for error in errors for line in _describe(error, schema)]
+    shown = problems[:MAX_SCHEMA_ERRORS]
+    if len(problems) > len(shown):
+        shown.append(f"... and {len(problems) - len(shown)} more")
+    where = f" ({source})" if source else ""
+    raise ConfigError(
+        f"invalid config{where}: {len(problems)} problem{'s' * (len(problems) > 1)} against "
+        f"{Path(schema_path).name}:\n" + "\n".join(f"  {line}" for line in shown)
+    )
+
+
+def _dotted(path) -> str:
+    """``['training', 'learning_rate']`` -> ``training.learning_rate``; list items as ``[i]``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _show(value: Any) -> str:
+    """A value as the config would write it (true, null, [1, 2]), cut to 60 characters."""
+    if isinstance(value, dict):
+        return "a mapping {...}"
+    text = repr(value) if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_TYPE_NAMES = {
+    "number": "a number",
+    "integer": "an integer",
+    "string": "a string",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "a mapping",
+    "null": "null",
+}
+
+
+_LOWER = (("minimum", "<="), ("exclusiveMinimum", "<"))
+_UPPER = (("maximum", "<="), ("exclusiveMaximum", "<"))
+
+
+def _type_of(value: Any) -> str:
+    for name, kind in (("boolean", bool), ("integer", int), ("number", float), ("string", str)):
+        if isinstance(value, kind):
+            return _TYPE_NAMES[name]
+    return {list: "a list", dict: "a mapping", type(None): "null"}.get(type(value), "a value")
+
+
+def _allowed(schema: dict[str, Any], root: dict[str, Any]) -> str:
+    """What a key's schema allows, in words: ``a number, 0 < value <= 1``."""
+    if "$ref" in schema:  # a local reference, "#/$defs/name"
+        schema = root["$defs"][schema["$ref"].rsplit("/", 1)[-1]]
+    if "enum" in schema:
+        return "one of " + ", ".join(_show(v).strip("'") for v in schema["enum"])
+    kinds = schema.get("type", [])
+    kinds = [kinds] if isinstance(kinds, str) else kinds
+    text = " or ".join(_TYPE_NAMES.get(k, k) for k in kinds) or "see the schema"
+    bounds = [f"{schema[k]} {op}" for k, op in _LOWER if k in schema][:1]
+    bounds += ["value"] + [f"{op} {schema[k]}" for k, op in _UPPER if k in schema][:1]
+    if len(bounds) > 1:
+        text += ", " + " ".join(bounds)
+    if "multipleOf" in schema:
+        text += f", a multiple of {schema['multipleOf']}"
+    if "minItems" in schema:
+        n_lo, n_hi = schema["minItems"], schema.get("maxItems")
+        text += f" of {n_lo} items" if n_lo == n_hi else f" of at least {n_lo} item(s)"
+    return text
+
+
+def _number_hint(value: Any) -> str:
+    """Why a number came as a string, and how to write it."""
+    if not isinstance(value, str):
+        return ""
+    m = _EXPONENT.fullmatch(value.strip())
+    if m and (m.group(2) or m.group(3)):
+        sign, whole, frac, exp_sign, exp = m.groups()
+        fixed = f"{sign}{whole or 0}.{frac or 0}e{exp_sign or '+'}{exp}"
+        if fixed != value.strip():
+            return f" (YAML reads {value} as text: write {fixed}, with a dot and a signed exponent)"
+    try:
+        float(value)
+    except ValueError:
+        return ""
+    return " (a number in quotes: write it without them)"
+
+
+def _describe(error, root: dict[str, Any]) -> list[str]:
+    """One line per problem of one jsonschema error: the dotted key, its value, what is allowed."""
+    key, kind = _dotted(error.absolute_path), error.validator
+    value, schema = error.instance, error.schema
+    here = f"'{key}'" if key else "the top level"
+    if kind == "additionalProperties":
+        allowed = list(schema.get("properties", {}))
+        lines = []
+        for extra in (k for k in value if k not in allowed):
+            close = difflib.get_close_matches(str(extra), allowed, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            where = _dotted([*error.absolute_path, extra])
+            lines.append(
+                f"{where}: unknown key (value {_show(value[extra])}){hint} "
+                f"{here} allows: {', '.join(allowed)}"
+            )
+        return lines
+    if kind == "required":
+        return [
+            f"{_dotted([*error.absolute_path, k])}: missing; every key is required "
+            f"({_allowed(schema.get('properties', {}).get(k, {}), root)})"
+            for k in error.validator_value
+            if k not in value
+        ]
+    if kind == "type":
+        return [
+            f"{key}: {_show(value)} is {_type_of(value)}; allowed: {_allowed(schema, root)}"
+            f"{_number_hint(value)}"
+        ]
+    if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"):
+        return [f"{key}: {_show(value)} is out of range; allowed: {_allowed(schema, root)}"]
+    if kind == "enum":
+        return [f"{key}: {_show(value)} is not allowed; allowed: {_allowed(schema, root)}"]
+    if kind in ("minItems", "maxItems"):
+        return [f"{key}: {_show(value)} has {len(value)} items; allowed: {_allowed(schema, root)}"]
+    if kind == "uniqueItems":
+        return [f"{key}: {_show(value)} repeats an item; each must be unique"]
+    message = error.message if len(error.message) <= 120 else error.message[:117] + "..."
+    return [f"{key or '(top level)'}: {message}"]
 
 
 def mass_label(mass_1e14: float) -> str:

@@ -3,7 +3,7 @@
 import inspect
 
 import pytest
-from snakemake.utils import validate
+import yaml
 
 from szmass.config import (
     ConfigError,
@@ -12,6 +12,7 @@ from szmass.config import (
     mass_label,
     scatter_shards,
     shard_spec,
+    validate_config,
 )
 from szmass.sky.simulate import simulate_shard
 
@@ -24,14 +25,12 @@ SCHEMA = "workflow/schemas/config.schema.yaml"
 @pytest.mark.parametrize("name", ["paper_config", "test_config"])
 def test_shipped_configs_pass_schema_and_checks(name, request, repo):
     config = request.getfixturevalue(name)
-    validate(config, str(repo / SCHEMA))
+    validate_config(config, repo / SCHEMA)
     check_config(config)
 
 
 def test_schema_describes_every_key(repo):
     """CONVENTIONS: a type (or $ref), a range and a description on every key."""
-    import yaml
-
     with open(repo / SCHEMA) as f:
         schema = yaml.safe_load(f)
     problems = []
@@ -52,6 +51,127 @@ def test_schema_describes_every_key(repo):
 
     walk(schema, "")
     assert not problems
+
+
+# --- schema failures: a few lines naming the dotted key, the value and what is allowed -----
+
+#: At most this many lines for one schema failure (snakemake.utils.validate printed ~1300).
+MAX_LINES_ONE_FAILURE = 3
+
+
+def _schema_error(config, repo) -> str:
+    with pytest.raises(ConfigError) as err:
+        validate_config(config, repo / SCHEMA, source="bad.yaml")
+    return str(err.value)
+
+
+def test_unknown_top_level_key_is_one_short_line(test_config, repo):
+    test_config["seeed"] = 7
+    text = _schema_error(test_config, repo)
+    assert len(text.splitlines()) <= MAX_LINES_ONE_FAILURE, text
+    assert "bad.yaml" in text.splitlines()[0]
+    (line,) = [ln for ln in text.splitlines() if "seeed" in ln]
+    assert line.strip().startswith("seeed: unknown key (value 7)")
+    assert "did you mean 'seed'?" in line
+    assert "allows: seed, cosmology, spectra" in line
+    assert "$schema" not in text and "figures" in line  # the allowed keys, not the schema
+
+
+def test_yaml_exponent_without_dot_gets_a_hint(test_config, repo):
+    """YAML 1.1 (PyYAML, Snakemake) reads ``1e-4`` as a string: say how to write it."""
+    test_config["training"].update(yaml.safe_load("learning_rate: 1e-4"))
+    assert test_config["training"]["learning_rate"] == "1e-4"
+    text = _schema_error(test_config, repo)
+    assert len(text.splitlines()) <= MAX_LINES_ONE_FAILURE, text
+    assert "training.learning_rate: '1e-4' is a string" in text
+    assert "0 < value <= 1" in text
+    assert "write 1.0e-4" in text
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "expected"),
+    [
+        (
+            "sky",
+            "noise_uk_arcmin",
+            -1.0,
+            "sky.noise_uk_arcmin: -1.0 is out of range; allowed: a number, 0 <= value <= 1000",
+        ),
+        (
+            "sky",
+            "npix",
+            37,
+            "sky.npix: 37 is out of range; allowed: an integer, "
+            "8 <= value <= 1024, a multiple of 2",
+        ),
+        (
+            "model",
+            "dropout_placement",
+            "bridge",
+            "model.dropout_placement: 'bridge' is not "
+            "allowed; allowed: one of decoder, encoder, none",
+        ),
+        (
+            "figures",
+            "formats",
+            ["gif"],
+            "figures.formats[0]: 'gif' is not allowed; allowed: one of png, pdf, svg",
+        ),
+        (
+            "training",
+            "epochs",
+            3,
+            "training.epochs: unknown key (value 3); did you mean "
+            "'max_epochs'? 'training' allows: learning_rate, batch_size",
+        ),
+        (
+            "split",
+            "train",
+            [0, 4, 5],
+            "split.train: [0, 4, 5] has 3 items; allowed: a list of 2 items",
+        ),
+        (
+            "training",
+            "mixed_precision",
+            "yes",
+            "training.mixed_precision: 'yes' is a string; allowed: true or false",
+        ),
+        (
+            "training",
+            "lr_factor",
+            "0.5",
+            "'0.5' is a string; allowed: a number, 0 < value < 1 "
+            "(a number in quotes: write it without them)",
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) and len(v) < 20 else None,
+)
+def test_schema_failure_names_key_value_and_allowed(
+    test_config, repo, section, key, value, expected
+):
+    test_config[section][key] = value
+    text = _schema_error(test_config, repo)
+    assert len(text.splitlines()) <= MAX_LINES_ONE_FAILURE, text
+    assert expected in text
+
+
+def test_missing_key_says_what_it_takes(test_config, repo):
+    del test_config["training"]["max_epochs"]
+    text = _schema_error(test_config, repo)
+    assert "training.max_epochs: missing; every key is required (an integer, 1 <= value" in text
+
+
+def test_every_schema_failure_is_listed(test_config, repo):
+    test_config["seeed"] = 7
+    test_config["sky"]["noise_uk_arcmin"] = -1.0
+    test_config["training"]["learning_rate"] = "1e-4"
+    lines = _schema_error(test_config, repo).splitlines()
+    assert lines[0].endswith("3 problems against config.schema.yaml:")
+    assert [ln.split(":")[0].strip() for ln in lines[1:]] == [
+        "seeed",
+        "sky.noise_uk_arcmin",
+        "training.learning_rate",
+    ]
 
 
 # --- invalid configurations: ConfigError naming the key -----------------------------------

@@ -100,3 +100,27 @@ def test_bad_config_stops_before_any_job(workflow_copy, case):
     assert smk.job_stats(proc.stdout) == {}, proc.stdout
     for out in ("results", "logs", "benchmarks"):
         assert not (workflow_copy / out).exists()
+
+
+#: What a schema failure may print in all (the profile line, Snakemake's note on merged
+#: config files, the error with one line per problem, two traceback lines).
+MAX_SCHEMA_ERROR_LINES = 12
+
+
+def test_schema_errors_are_a_few_lines(workflow_copy):
+    """An unknown top-level key and YAML's ``1e-4`` (a string to YAML 1.1): the dotted keys, the
+    values and what is allowed, not the whole schema and config (~1500 lines before)."""
+
+    def edit(config):
+        config["seeed"] = 7
+        config["training"]["learning_rate"] = "1e-4"
+
+    config = smk.write_config(workflow_copy / "bad.yaml", edit)
+    assert "learning_rate: 1e-4\n" in config.read_text()  # written as a user would
+    proc = smk.run(workflow_copy, "-n", "--configfile", str(config))
+    assert proc.returncode != 0, proc.stdout
+    assert len(proc.stdout.splitlines()) <= MAX_SCHEMA_ERROR_LINES, proc.stdout
+    assert "seeed: unknown key (value 7); did you mean 'seed'?" in proc.stdout
+    assert "training.learning_rate: '1e-4' is a string" in proc.stdout
+    assert "write 1.0e-4" in proc.stdout
+    assert "Failed validating" not in proc.stdout and "$schema" not in proc.stdout

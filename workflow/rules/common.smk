@@ -2,8 +2,6 @@ import json
 import sys
 from pathlib import Path
 
-from snakemake.utils import validate
-
 # Check the config with this checkout's szmass, as the rule scripts do (workflow/scripts/_bootstrap.py).
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from szmass.config import (
@@ -15,9 +13,16 @@ from szmass.config import (
     scatter_shards,
     shard_spec,
     train_shards,
+    validate_config,
 )
 
-validate(config, "../schemas/config.schema.yaml")
+# The project's own schema check: one line per failure (dotted key, value, what is allowed),
+# where snakemake.utils.validate prints the whole schema and config.
+validate_config(
+    config,
+    Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml",
+    source=", ".join(str(f) for f in workflow.configfiles),
+)
 check_config(config)
 
 
