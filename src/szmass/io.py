@@ -85,7 +85,9 @@ def open_shard(
             ds = ds.load()
     except Exception as err:
         # Only now, on the failure path, read each array again to name the one at fault.
-        others = sorted(set(group.array_keys()) - set(variables))
+        with warnings.catch_warnings():  # Snakemake's .snakemake_timestamp inside the store
+            warnings.filterwarnings("ignore", message="Object at .* is not recognized")
+            others = sorted(set(group.array_keys()) - set(variables))
         for name in [*variables, *others]:
             try:
                 group[name][...]
