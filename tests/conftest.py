@@ -1,10 +1,12 @@
-"""Fixtures shared by every test suite: the repository and its two configurations."""
+"""Fixtures shared by every test suite: the repository and its two configurations; and the
+rule that a skipped test fails the run (no_skips.py)."""
 
 import copy
 from pathlib import Path
 
 import pytest
 import yaml
+from no_skips import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 

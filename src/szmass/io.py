@@ -1,5 +1,6 @@
 """Files on disk: atomic writes (Zarr stores, CSV tables, text) and checked reads of shards."""
 
+import contextlib
 import os
 import shutil
 import warnings
@@ -29,7 +30,8 @@ PREDICTION_COLUMNS = (
 
 
 class ShardError(RuntimeError):
-    """A shard is missing, unreadable or lacks what it should hold; the message names it."""
+    """A shard is missing, unreadable or lacks what it should hold. The message names the file,
+    the variable at fault where there is one, and the command that rebuilds the shard."""
 
 
 def write_zarr_atomic(ds: xr.Dataset, path: str | os.PathLike, *, chunk: int = 200) -> None:
@@ -67,32 +69,73 @@ def open_shard(
     ``load``, the default: a shard is ~10 MB) that every chunk decodes.
 
     Raises:
-        ShardError: naming the file and the problem.
+        ShardError: naming the file, the variable at fault where there is one, and the
+            ``snakemake -f`` command that rebuilds the shard.
     """
     path = Path(path)
     if not path.exists():
-        raise ShardError(f"shard {path} does not exist")
+        raise _shard_error(path, "does not exist")
     variables = list(variables)
     try:
         group = zarr.open_group(path, mode="r", use_consolidated=False)
-        missing = [v for v in variables if v not in group]
-        if missing:
-            raise ShardError(f"shard {path} lacks variables {missing}")
-        for name in variables:
-            array = group[name]
-            if array.nchunks_initialized != array.nchunks:
-                raise ShardError(
-                    f"shard {path}: variable {name!r} has {array.nchunks_initialized} of "
-                    f"{array.nchunks} chunks"
-                )
+    except Exception as err:  # zarr and the codecs raise many kinds for a damaged store
+        raise _shard_error(path, f"corrupt, or not a Zarr store ({err})") from err
+    _check_variables(path, group, variables)
+    try:
         ds = xr.open_zarr(path, consolidated=True)
         if load:
             ds = ds.load()
-    except ShardError:
-        raise
-    except Exception as err:  # zarr and the codecs raise many kinds for a damaged store
-        raise ShardError(f"shard {path} is corrupt or not a Zarr store: {err}") from err
+    except Exception as err:
+        # Only now, on the failure path, read each array again to name the one at fault.
+        with warnings.catch_warnings():  # Snakemake's .snakemake_timestamp inside the store
+            warnings.filterwarnings("ignore", message="Object at .* is not recognized")
+            others = sorted(set(group.array_keys()) - set(variables))
+        for name in [*variables, *others]:
+            try:
+                group[name][...]
+            except Exception as bad:
+                problem = f"variable {name!r} does not decode ({type(bad).__name__}: {bad})"
+                raise _shard_error(path, problem) from bad
+        raise _shard_error(path, f"corrupt, or not a Zarr store ({err})") from err
     return ds
+
+
+def _check_variables(path: Path, group: zarr.Group, variables: list[str]) -> None:
+    """Raise a ShardError unless ``group`` holds each of ``variables`` with all its chunks."""
+    arrays, missing = {}, []
+    for name in variables:
+        try:
+            if name in group:
+                arrays[name] = group[name]
+            else:
+                missing.append(name)
+        except Exception as err:  # damaged metadata of this one variable
+            raise _shard_error(path, f"variable {name!r} is unreadable ({err})") from err
+    if missing:
+        raise _shard_error(path, f"variables {missing} are missing")
+    for name, array in arrays.items():
+        if array.nchunks_initialized != array.nchunks:
+            raise _shard_error(
+                path,
+                f"variable {name!r} has {array.nchunks_initialized} of {array.nchunks} chunks",
+            )
+
+
+def _shard_error(path: Path, problem: str) -> ShardError:
+    """A ShardError in two lines: the shard and its problem, then how to rebuild it.
+
+    A rule's shard path is relative to the workflow's directory, where the command runs; an
+    absolute path below the working directory is shown relative to it, as Snakemake names it.
+    """
+    shown = path
+    if path.is_absolute():
+        with contextlib.suppress(ValueError):
+            shown = path.relative_to(Path.cwd())
+    return ShardError(
+        f"shard {path}: {problem}\n"
+        f"Rebuild it with `snakemake -f {shown}` (and the run's --configfile, if it had one), "
+        "then rerun the run's command."
+    )
 
 
 def map_cluster_names(ds: xr.Dataset) -> np.ndarray:

@@ -14,9 +14,8 @@ from szmass.sky import spectra
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_PATH = REPO / "config" / "config.yaml"
-#: Shared project data next to the repository (../shared); a bare clone may not have it.
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-GEORGE2015_TABLE = SHARED / "reference" / "george2015_150ghz_Dl_uK2.txt"
+#: The George et al. 2015 best fit at 150 GHz, shipped with the tests (tests/data/README.md).
+GEORGE2015_TABLE = REPO / "tests" / "data" / "george2015_150ghz_Dl_uK2.txt"
 
 
 @pytest.fixture(scope="session")
@@ -75,7 +74,5 @@ def reference_colossus(cosmo):
 @pytest.fixture(scope="session")
 def george2015() -> np.ndarray:
     """The George et al. 2015 best-fit table at 150 GHz, D_l [uK^2]: columns ell, total, CMB,
-    DG-Po, DG-Cl, kSZ, tSZ, RG, tSZ-CIB, other."""
-    if not GEORGE2015_TABLE.is_file():
-        pytest.skip(f"reference table {GEORGE2015_TABLE} is not present (shared/ not checked out)")
+    DG-Po, DG-Cl, kSZ, tSZ, RG, tSZ-CIB, other (arXiv:1408.3161; tests/data/README.md)."""
     return np.loadtxt(GEORGE2015_TABLE)

@@ -95,10 +95,15 @@ def test_failed_overwrite_keeps_the_old_store(shard_path, monkeypatch):
 # --- open_shard on bad input: ShardError naming the path ----------------------------------
 
 
-def _raises_shard_error(path, **kwargs):
+def _raises_shard_error(path, **kwargs) -> str:
+    """open_shard raises a two-line ShardError: the shard, then the command that rebuilds it."""
     with pytest.raises(ShardError) as err:
         open_shard(path, **kwargs)
-    assert str(path) in str(err.value)
+    message = str(err.value)
+    problem, hint = message.splitlines()
+    assert str(path) in problem
+    assert "snakemake -f " in hint and "--configfile" in hint
+    return message
 
 
 def test_missing_path(tmp_path):
@@ -153,6 +158,41 @@ def test_corrupted_chunk(shard_path):
     _raises_shard_error(shard_path)
 
 
+@pytest.mark.parametrize(
+    "variable, chunk",
+    [
+        ("sky", ("c", "1", "0", "0")),  # a map, decoded by .load()
+        ("ln_scatter", ("c", "2")),  # a per-realization value, also its last chunk
+        ("x", ("c", "0")),  # an index coordinate, decoded already by xr.open_zarr
+    ],
+)
+def test_corrupted_chunk_names_the_variable(shard_path, variable, chunk, recwarn):
+    """A chunk that does not decode: the error names its variable, as well as the shard; the
+    timestamp Snakemake leaves in a directory() output raises no warning on the way."""
+    (shard_path / ".snakemake_timestamp").touch()
+    shard_path.joinpath(variable, *chunk).write_bytes(b"\x00garbage\xff" * 8)
+    problem = _raises_shard_error(shard_path).splitlines()[0]
+    assert not [str(w.message) for w in recwarn]
+    assert f"variable {variable!r} does not decode" in problem
+    assert "Zstd" in problem  # the codec's own words, for whoever digs further
+
+
+def test_corrupted_variable_metadata_names_the_variable(shard_path):
+    (shard_path / "m200c" / "zarr.json").write_text('{"zarr_format": 3, "node_')
+    assert "'m200c'" in _raises_shard_error(shard_path).splitlines()[0]
+
+
+def test_rebuild_command_names_the_shard_as_snakemake_does(shard_path, monkeypatch):
+    """The hint's path is the rule's output path: relative to the workflow's directory, where
+    the command runs, whether the shard was opened by a relative or an absolute path."""
+    (shard_path / "sky" / "c" / "1" / "0" / "0").write_bytes(b"\x00garbage\xff" * 8)
+    monkeypatch.chdir(shard_path.parents[1])
+    relative = Path("sims", "M1.zarr")
+    for opened in (relative, shard_path):
+        hint = _raises_shard_error(opened).splitlines()[1]
+        assert f"`snakemake -f {relative}`" in hint
+
+
 def test_deleted_variable_metadata(shard_path):
     (shard_path / "m200c" / "zarr.json").unlink()
     _raises_shard_error(shard_path)
@@ -161,6 +201,8 @@ def test_deleted_variable_metadata(shard_path):
 def test_chunk_layout_is_what_the_corruption_tests_assume(shard_path):
     """Guards the corruption tests above: they must damage a file that really exists."""
     assert (shard_path / "sky" / "c" / "1" / "0" / "0").is_file()
+    assert (shard_path / "ln_scatter" / "c" / "2").is_file()
+    assert (shard_path / "x" / "c" / "0").is_file()
     assert (shard_path / "m200c" / "zarr.json").is_file()
 
 

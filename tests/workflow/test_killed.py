@@ -1,4 +1,6 @@
-"""A killed job never leaves something that looks finished, and snakemake reruns it."""
+"""A killed job never leaves something that looks finished, and snakemake reruns it; a hard
+kill's lock goes with ``snakemake --unlock``; a corrupt shard's error gives the command that
+rebuilds it."""
 
 import json
 import os
@@ -15,6 +17,7 @@ import pytest
 import yaml
 
 from szmass.config import shard_spec
+from szmass.io import ShardError, open_shard
 
 from . import smk
 
@@ -144,7 +147,39 @@ def test_killed_snakemake_job_is_rerun(tiny_run, workflow_copy):
     assert all(_dead(p) for p in alive), alive
     assert not (workflow_copy / target).exists()
 
+    # SIGKILL left Snakemake's lock: the next run stops at once and says what to do (README,
+    # "Interrupted runs"); `snakemake --unlock`, with no --configfile, removes it.
+    locked = smk.run(workflow_copy, target, "--cores", "1", "--configfile", str(config))
+    assert locked.returncode != 0 and "--unlock" in locked.stdout, locked.stdout
+    assert "Directory cannot be locked" in locked.stdout, locked.stdout
+    unlocked = smk.run(workflow_copy, "--unlock")
+    assert unlocked.returncode == 0 and "Unlocked" in unlocked.stdout, unlocked.stdout
+    assert not list((workflow_copy / ".snakemake" / "locks").glob("*"))
+
     dry = smk.run(workflow_copy, "-n", target, "--configfile", str(config))
     assert dry.returncode == 0, dry.stdout
     assert smk.job_stats(dry.stdout) == {"simulate_shard": 1}, dry.stdout
     assert smk.jobs(dry.stdout)[target].startswith("Missing output files"), dry.stdout
+
+
+def test_corrupt_shard_is_rebuilt_by_the_command_its_error_gives(tiny_run_copy, monkeypatch):
+    """Garbage in one chunk of a finished shard: open_shard's error names the variable and a
+    `snakemake -f` command; run as it says (the run's --configfile added), that command
+    rebuilds exactly that shard, which then reads again."""
+    target = "results/sims/grid/M1.zarr"
+    chunk = next(p for p in (tiny_run_copy / target / "sky" / "c").rglob("*") if p.is_file())
+    chunk.write_bytes(b"\x00garbage\xff" * 8)
+    monkeypatch.chdir(tiny_run_copy)  # where a rule opens it, by the path the rule names
+    with pytest.raises(ShardError) as err:
+        open_shard(target)
+    problem, hint = str(err.value).splitlines()
+    assert "variable 'sky' does not decode" in problem
+    command = hint.split("`")[1].split()
+    assert command == ["snakemake", "-f", target]
+
+    args = [*command[1:], "--cores", "1", "--configfile", "config/test.yaml"]
+    dry = smk.run(tiny_run_copy, *args, "-n")
+    assert smk.job_stats(dry.stdout) == {"simulate_shard": 1}, dry.stdout
+    rebuilt = smk.run(tiny_run_copy, *args)
+    assert rebuilt.returncode == 0, rebuilt.stdout
+    assert open_shard(target).sizes["realization"] == CONFIG["grid"]["n_realizations"]
