@@ -69,5 +69,7 @@ def test_noise_spread_is_the_least_squares_one(shapes):
     assert np.mean(est) == pytest.approx(m, rel=0.01)
     # the template following the estimate (its shape broadens with mass) stays as narrow
     following = template_readout(maps, shapes, m_norm=M_NORM)
-    assert np.std(following) < 1.05 * expected < 0.5 * sigma * M_NORM
+    # 13 pixels whose shape squared sums to ~3 at 5e14: ~0.57 of the centre pixel's spread
+    assert expected < 0.6 * sigma * M_NORM
+    assert np.std(following) < 1.05 * expected
     assert np.mean(following) == pytest.approx(m, rel=0.01)
