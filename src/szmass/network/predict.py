@@ -171,16 +171,23 @@ def calibrate_network(
 
 
 def _template_estimates(
-    mass_pred: np.ndarray, z: np.ndarray, cosmo: dict[str, Any], norm: dict[str, Any]
+    mass_pred: np.ndarray,
+    z: np.ndarray,
+    cosmo: dict[str, Any],
+    norm: dict[str, Any],
+    shapes_at: dict[tuple, np.ndarray],
 ) -> np.ndarray:
-    """The template readout of each map, with the template at each map's redshift."""
+    """The template readout of each map, with the template at each map's redshift;
+    ``shapes_at`` keeps the shapes per (redshift, cosmology) for the set's other shards."""
     est = np.empty(len(z))
     for zk in np.unique(z):
+        key = (float(zk), tuple(sorted(cosmo.items())))
+        if key not in shapes_at:
+            shapes_at[key] = template_shapes(
+                z=float(zk), cosmo=cosmo, npix=norm["npix"], pixel_arcmin=norm["pixel_arcmin"]
+            )
         pick = z == zk
-        shapes = template_shapes(
-            z=float(zk), cosmo=cosmo, npix=norm["npix"], pixel_arcmin=norm["pixel_arcmin"]
-        )
-        est[pick] = template_readout(mass_pred[pick], shapes, m_norm=norm["m_norm_msun"])
+        est[pick] = template_readout(mass_pred[pick], shapes_at[key], m_norm=norm["m_norm_msun"])
     return est
 
 
@@ -231,10 +238,11 @@ def predict_set(
         prepared.append((path, p))
     progress = Progress(sum(len(p["m200c"]) for _, p in prepared), "predicted maps", log)
     rows, mean_maps = [], {"m200c": [], "sz_true": [], "sz_pred": [], "mass_pred": []}
+    shapes_at: dict[tuple, np.ndarray] = {}  # template shapes, computed once per redshift
     for path, p in prepared:
         out = _predict(net, p["inputs"], progress)
         est = out[:, centre, centre, 1].astype(float) * model_norm["m_norm_msun"]
-        est_tpl = _template_estimates(out[..., 1], p["z"], p["cosmo"], model_norm)
+        est_tpl = _template_estimates(out[..., 1], p["z"], p["cosmo"], model_norm, shapes_at)
         rows.append(
             pd.DataFrame(
                 {
