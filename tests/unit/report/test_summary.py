@@ -178,22 +178,32 @@ def test_rescaling_follows_cluster_keys_not_positions():
     assert sm.cluster_rescaling(ds)[1] == "measured"
 
 
+def _summarize_edited(tmp_path, edit, name):
+    """The summary of the run's network tables after ``edit`` (in place, per table), written
+    to ``net_<name>/``, beside the filter's; outputs prefixed ``<name>_``."""
+    paths = {}
+    for csv_path in sorted((tmp_path / "net").glob("*.csv")):
+        t = pd.read_csv(csv_path)
+        edit(t)
+        out = tmp_path / f"net_{name}" / csv_path.name
+        out.parent.mkdir(exist_ok=True)
+        t.to_csv(out, index=False)
+        paths[csv_path.stem] = str(out)
+    base = {p.stem: str(p) for p in (tmp_path / "mf").glob("*.csv")}
+    return _summarize(tmp_path, paths, base, prefix=f"{name}_")
+
+
 def test_calibrated_network_beside_raw_and_filter(run):
     """With ``m200c_cal`` in the network's tables (here the raw estimate divided by its known
     +10% bias), the summary carries the calibrated estimator too: its scatter fits, its
     comparison with the filter and its per-mass rows; the robust widths come with the fits."""
     tmp_path, _ = run
-    paths = {}
-    for csv_path in sorted((tmp_path / "net").glob("*.csv")):
-        t = pd.read_csv(csv_path)
+
+    def edit(t):
         t["m200c_est"] = t["m200c_est"] * np.exp(0.1)
         t["m200c_cal"] = t["m200c_est"] / np.exp(0.1)
-        out = tmp_path / "net_cal" / csv_path.name
-        out.parent.mkdir(exist_ok=True)
-        t.to_csv(out, index=False)
-        paths[csv_path.stem] = str(out)
-    base = {p.stem: str(p) for p in (tmp_path / "mf").glob("*.csv")}
-    summary = _summarize(tmp_path, paths, base, prefix="cal_")
+
+    summary = _summarize_edited(tmp_path, edit, "cal")
     raw = summary["scatter"]["fits"]["scatter0"]
     cal = summary["network_calibrated"]["scatter_fits"]["scatter0"]
     assert raw["mean"] == pytest.approx(0.1, abs=0.01)
@@ -215,16 +225,11 @@ def test_template_readout_is_an_estimator_of_its_own(run):
     """``m200c_tpl`` in the network's tables (here the raw estimate 5% low) is summarised
     beside the raw estimate: its fits, its comparison with the filter, its claims and rows."""
     tmp_path, _ = run
-    paths = {}
-    for csv_path in sorted((tmp_path / "net").glob("*.csv")):
-        t = pd.read_csv(csv_path)
+
+    def edit(t):
         t["m200c_tpl"] = t["m200c_est"] * np.exp(-0.05)
-        out = tmp_path / "net_tpl" / csv_path.name
-        out.parent.mkdir(exist_ok=True)
-        t.to_csv(out, index=False)
-        paths[csv_path.stem] = str(out)
-    base = {p.stem: str(p) for p in (tmp_path / "mf").glob("*.csv")}
-    summary = _summarize(tmp_path, paths, base, prefix="tpl_")
+
+    summary = _summarize_edited(tmp_path, edit, "tpl")
     raw = summary["scatter"]["fits"]["scatter0"]
     tpl = summary["network_template"]["scatter_fits"]["scatter0"]
     assert tpl["mean"] == pytest.approx(raw["mean"] - 0.05, abs=1e-9)
