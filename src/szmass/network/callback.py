@@ -1,12 +1,14 @@
 """The training loop's bookkeeping, as a Keras callback (SPEC §3; Gupta & Reichardt 2020,
-arXiv:2003.06135, §3): the learning-rate warm-up and plateau cuts, early stopping (after
-``stop_patience`` epochs without a better score, or when a cut would take the learning rate
-below ``min_learning_rate``), the best weights, and a checkpoint after every epoch that a
-killed job resumes from.
+arXiv:2003.06135, §3): the learning-rate warm-up and plateau cuts (or a cosine decay), early
+stopping (after ``stop_patience`` epochs without a better score, or when a cut would take the
+learning rate below ``min_learning_rate``), the best weights (of the weights' moving average
+when the optimizer keeps one), and a checkpoint after every epoch that a killed job resumes
+from.
 """
 
 import json
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -26,6 +28,27 @@ def rng_state_variables(net) -> list:
     """The dropout layers' random-generator states, in model order (Keras saves weights, not
     these, in a .keras file; without them a resumed run would replay epoch 1's masks)."""
     return [v for v in net.variables if v.path.endswith("seed_generator_state")]
+
+
+def cosine_rate(epoch: int, *, base: float, floor: float, warmup: int, max_epochs: int) -> float:
+    """The learning rate of epoch ``epoch`` (0-based) after the warm-up: half a cosine from
+    ``base`` at the first epoch after the warm-up to ``floor`` after the last epoch."""
+    t = (epoch - warmup) / max(1, max_epochs - warmup)
+    return floor + (base - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def swap_ema_weights(optimizer) -> None:
+    """Exchange the model's trainable weights with the optimizer's moving averages of them
+    (Keras keeps these when ``use_ema``; swapping twice restores both)."""
+    import keras
+
+    # Private attributes: Keras 3's own SwapEMAWeights callback swaps these same two lists.
+    for var, average in zip(
+        optimizer._trainable_variables, optimizer._model_variables_moving_average, strict=True
+    ):
+        value = keras.ops.convert_to_numpy(var)
+        var.assign(average)
+        average.assign(value)
 
 
 def make_callback(
@@ -65,6 +88,7 @@ def make_callback(
             )
 
     base_lr, select_by = training["learning_rate"], training["select_by"]
+    cosine = training.get("schedule", "plateau") == "cosine"
 
     class ResumableTraining(keras.callbacks.Callback):
         """Warm-up, plateau LR cuts, early stopping, best weights, a checkpoint every epoch."""
@@ -74,6 +98,16 @@ def make_callback(
         def on_epoch_begin(self, epoch, logs=None):
             if epoch < warmup:
                 self.model.optimizer.learning_rate.assign(base_lr * (epoch + 1) / warmup)
+            elif cosine:
+                self.model.optimizer.learning_rate.assign(
+                    cosine_rate(
+                        epoch,
+                        base=base_lr,
+                        floor=training["min_learning_rate"],
+                        warmup=warmup,
+                        max_epochs=max_epochs,
+                    )
+                )
             self.epoch = epoch
             self.t0, self.t1 = time.perf_counter(), None
             self.last_line = self.t0
@@ -105,6 +139,11 @@ def make_callback(
             steady = seconds  # epochs of <= 2 steps: no steady state to time
             if self.t1 is not None and steps > 2:
                 steady = (time.perf_counter() - self.t1) / (steps - 2) * steps
+            # With a moving average of the weights, validation and the best weights are the
+            # average's; training goes on from the raw weights (swapped back below).
+            ema = getattr(self.model.optimizer, "use_ema", False)
+            if ema:
+                swap_ema_weights(self.model.optimizer)
             val = validate(self.model)
             lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
             state["history"].append(
@@ -131,7 +170,7 @@ def make_callback(
             elif epoch + 1 > warmup:
                 state["wait_lr"] += 1
                 state["wait_stop"] += 1
-                if state["wait_lr"] >= training["lr_patience"]:
+                if not cosine and state["wait_lr"] >= training["lr_patience"]:
                     new_lr = lr * training["lr_factor"]
                     state["wait_lr"] = 0
                     if new_lr < training["min_learning_rate"]:
@@ -153,6 +192,8 @@ def make_callback(
                 if state["wait_stop"] >= training["stop_patience"]:
                     state["stopped_early"] = True
                     self.model.stop_training = True
+            if ema:
+                swap_ema_weights(self.model.optimizer)
             state["epochs_done"] = epoch + 1
             draw = draw_seconds.pop(epoch, None)
             log.info(

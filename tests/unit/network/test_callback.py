@@ -163,3 +163,121 @@ def test_long_runs_are_warned_of_at_the_start(tmp_path, clock, caplog, step_s, w
     assert len(warnings) == warned
     if warned:
         assert "config/cpu.yaml" in warnings[0].getMessage()
+
+
+# --- the cosine schedule and the weights' moving average ----------------------------------
+
+
+def test_cosine_schedule_follows_the_formula_and_ignores_plateaus(tmp_path):
+    # never a better width after epoch 1, lr_patience 2: a plateau schedule would cut 4 times
+    widths = [0.5] + [0.6] * 9
+    state, rates = _drive(
+        tmp_path,
+        widths,
+        schedule="cosine",
+        max_epochs=10,
+        warmup_epochs=2,
+        min_learning_rate=1e-5,
+    )
+    # warm-up 1/2, 2/2 of the rate, then 1e-5 + (1e-3 - 1e-5) (1 + cos(pi (e - 2) / 8)) / 2
+    expected = [5e-4, 1e-3] + [
+        1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + np.cos(np.pi * (e - 2) / 8)) for e in range(2, 10)
+    ]
+    assert rates == pytest.approx(expected, rel=1e-6)
+    assert rates[2] == pytest.approx(1e-3, rel=1e-6) and rates[-1] < 5e-5
+    assert not state["stopped_early"]
+
+
+def test_cosine_schedule_still_stops_early(tmp_path):
+    state, rates = _drive(
+        tmp_path, [0.5] + [0.6] * 9, schedule="cosine", max_epochs=10, stop_patience=3
+    )
+    assert len(rates) == 4 and state["stopped_early"] and state["best_epoch"] == 1
+
+
+def _ema_net(momentum=0.5):
+    net = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    net.compile(
+        optimizer=keras.optimizers.Adam(0.1, use_ema=True, ema_momentum=momentum), loss="mse"
+    )
+    return net
+
+
+def _weights(net):
+    return [np.array(keras.ops.convert_to_numpy(v)) for v in net.trainable_variables]
+
+
+def test_validation_and_best_weights_are_the_moving_average(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 2)), rng.normal(size=(32, 1))
+    net = _ema_net()
+    seen = []
+
+    def validate(model):
+        seen.append(_weights(model))
+        return {"val_loss": 1.0, "val_mean_ln": 0.0, "val_width": 0.5}
+
+    state = {
+        "best_score": float("inf"),
+        "best_epoch": 0,
+        "wait_lr": 0,
+        "wait_stop": 0,
+        "stopped_early": False,
+        "history": [],
+    }
+    callback = make_callback(
+        ckpt_dir=tmp_path,
+        state=state,
+        training={**RECIPE, "max_epochs": 1},
+        n_train=32,
+        validate=validate,
+        draw_seconds={},
+    )
+    callback.set_model(net)
+    net.fit(x, y, batch_size=4, epochs=0, verbose=0)  # builds the optimizer's variables
+    for _ in range(8):
+        net.train_on_batch(x[:4], y[:4])
+    raw = _weights(net)
+    average = [
+        np.array(keras.ops.convert_to_numpy(v))
+        for v in net.optimizer._model_variables_moving_average
+    ]
+    assert not np.allclose(raw[0], average[0])  # 8 steps of rate 0.1: the two differ
+    callback.on_epoch_begin(0)
+    callback.on_epoch_end(0, {"loss": 1.0})
+    for got, want in zip(seen[0], average, strict=True):
+        np.testing.assert_array_equal(got, want)  # validation saw the average
+    for got, want in zip(_weights(net), raw, strict=True):
+        np.testing.assert_array_equal(got, want)  # training goes on from the raw weights
+    best = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    best.load_weights(tmp_path / state["best_file"])
+    for got, want in zip(_weights(best), average, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_the_moving_average_survives_a_checkpoint(tmp_path):
+    """A resumed run (the model reloaded from its .keras checkpoint) continues the same
+    average: the optimizer's averages are saved with it."""
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(16, 2)), rng.normal(size=(16, 1))
+    keras.utils.set_random_seed(0)
+    straight = _ema_net()
+    straight.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+    # fit() ends by writing the average into the weights; the callback's checkpoint is taken
+    # before that, at the epoch's end, from the raw weights: take it the same way
+    keras.utils.set_random_seed(0)
+    again = _ema_net()
+    saved = {}
+
+    class Save(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.save(tmp_path / "last.keras")
+            saved["raw"] = _weights(self.model)
+
+    again.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0, callbacks=[Save()])
+    resumed = keras.saving.load_model(tmp_path / "last.keras")
+    for got, want in zip(_weights(resumed), saved["raw"], strict=True):
+        np.testing.assert_array_equal(got, want)
+    resumed.fit(x, y, batch_size=4, epochs=2, initial_epoch=1, shuffle=False, verbose=0)
+    for got, want in zip(_weights(resumed), _weights(straight), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
