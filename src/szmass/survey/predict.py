@@ -1,0 +1,248 @@
+"""Masses for the clusters of a user's map (``szmass predict``): a cutout per catalogue position
+on the training grid (``cutouts``), the network's estimate (the central pixel of the predicted
+mass map, as on the test sets) and the matched filter's at the same position, checked against
+the model card, written as a catalogue with every input row in order.
+"""
+
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..calibration import apply_calibration
+from ..io import write_csv_atomic
+from ..sky.maps import apodization_window
+from ..sky.profiles import m200c_to_m500c
+from .card import read_model_dir
+from .catalogue import InputError, read_catalogue
+from .cutouts import EDGE, MASKED, OUTSIDE, cutouts
+from .skymap import read_sky_map, white_noise_uk_arcmin
+
+log = logging.getLogger("szmass.survey")
+
+#: The map's beam may differ from the card's by at most this fraction.
+BEAM_TOLERANCE = 0.05
+#: A measured white-noise level further than this fraction from the card's is warned about.
+NOISE_TOLERANCE = 0.20
+#: A cluster's z further than this from the model's redshift range is flagged.
+Z_TOLERANCE = 0.05
+#: Positions per chunk: cutouts, inference and filter run chunk by chunk (flat memory).
+CHUNK = 1024
+#: The flag of a cluster with nothing to report, and the flags beyond the cutout's.
+OK, Z_OUTSIDE, MASS_OUTSIDE = "ok", "z_outside_training", "mass_outside_training"
+FLAGS = (OK, OUTSIDE, EDGE, MASKED, Z_OUTSIDE, MASS_OUTSIDE)
+#: Output columns added after the catalogue's own.
+OUTPUT_COLUMNS = ("m200c", "m200c_cal", "m500c", "mf_m200c", "mf_snr", "mf_ln_m_err", "flag")
+
+
+def check_beam(card: dict[str, Any], *, beam_fwhm_arcmin: float | None, map_path: Path) -> float:
+    """The map's beam FWHM [arcmin], refused when it differs from the card's by more than
+    ``BEAM_TOLERANCE``."""
+    trained = float(card["sky"]["beam_fwhm_arcmin"])
+    if beam_fwhm_arcmin is None:
+        raise InputError(
+            f"map {map_path}: its beam is unknown (no BEAMFWHM, FWHM or BMAJ keyword); give "
+            f"--beam-fwhm in arcmin (the model was trained for {trained}')"
+        )
+    if abs(beam_fwhm_arcmin - trained) > BEAM_TOLERANCE * trained:
+        raise InputError(
+            f"map {map_path}: beam FWHM {beam_fwhm_arcmin:.3g}' differs from the model's "
+            f"{trained:.3g}' by more than {BEAM_TOLERANCE:.0%}; this model cannot measure it"
+        )
+    return beam_fwhm_arcmin
+
+
+def _flags(cutout_flags, z, m200c, card) -> list[str]:
+    z_lo, z_hi = card["redshift"]["min"] - Z_TOLERANCE, card["redshift"]["max"] + Z_TOLERANCE
+    masses = card["training_masses_m200c_1e14"]
+    m_lo, m_hi = masses["min"] * 1e14, masses["max"] * 1e14
+    out = []
+    for flag, zi, mi in zip(cutout_flags, z, m200c, strict=True):
+        found = [] if flag == OK else [flag]
+        if not z_lo <= zi <= z_hi:
+            found.append(Z_OUTSIDE)
+        if flag != OUTSIDE and not (np.isfinite(mi) and m_lo <= mi <= m_hi):
+            found.append(MASS_OUTSIDE)
+        out.append(";".join(found) or OK)
+    return out
+
+
+def _network(threads: int, model_path: Path, npix: int):
+    import keras
+
+    from ..network.train import configure_tensorflow
+
+    configure_tensorflow(threads=threads, seed=0, mixed_precision=False, deterministic=False)
+    net = keras.saving.load_model(model_path, compile=False)
+    if tuple(net.input_shape[1:3]) != (npix, npix):
+        raise InputError(
+            f"model {model_path} takes {net.input_shape[1]}x{net.input_shape[2]} maps, its "
+            f"card says {npix}x{npix}"
+        )
+    return net
+
+
+def predict_catalogue(
+    *,
+    map_path: str | os.PathLike,
+    catalogue_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    model_dir: str | os.PathLike,
+    weights_path: str | os.PathLike | None = None,
+    beam_fwhm_arcmin: float | None = None,
+    unit: str | None = None,
+    order: str = "nearest-neighbor",
+    threads: int = 1,
+) -> pd.DataFrame:
+    """Masses for every row of the catalogue, written to ``out_path`` (CSV, or a FITS table
+    when it ends in .fits) and returned.
+
+    The inputs are all checked before any work (InputError naming the file, column or row).
+    ``m200c`` is the network's raw estimate [Msun] and ``m200c_cal`` its calibrated one,
+    ``m500c`` the raw estimate converted with the Diemer & Kravtsov 2015 concentrations at the
+    cluster's z (the card's where the catalogue has none), ``mf_*`` the matched filter's
+    estimate, S/N and ln M error, and ``flag`` ``ok`` or the problems found, ';'-joined.
+    """
+    t0 = time.perf_counter()
+    model = read_model_dir(model_dir)
+    card, norm = model["card"], model["normalization"]
+    table = read_catalogue(catalogue_path)
+    sky_map = read_sky_map(map_path, weights_path=weights_path, unit=unit)
+    beam = check_beam(
+        card,
+        beam_fwhm_arcmin=beam_fwhm_arcmin
+        if beam_fwhm_arcmin is not None
+        else sky_map.beam_fwhm_arcmin,
+        map_path=sky_map.path,
+    )
+    noise = white_noise_uk_arcmin(sky_map, beam_fwhm_arcmin=beam)
+    trained_noise = float(card["sky"]["noise_uk_arcmin"])
+    if noise is None:
+        log.warning("map %s: its white-noise level could not be measured", sky_map.path)
+    elif abs(noise - trained_noise) > NOISE_TOLERANCE * trained_noise:
+        log.warning(
+            "map %s: white noise %.2f uK-arcmin, the model was trained with %.2f: its "
+            "estimates and their spread are not those of the evaluation",
+            sky_map.path,
+            noise,
+            trained_noise,
+        )
+    else:
+        log.info(
+            "map %s: white noise %.2f uK-arcmin (model: %.2f)", sky_map.path, noise, trained_noise
+        )
+
+    npix, pixel = int(card["sky"]["npix"]), float(card["sky"]["pixel_arcmin"])
+    window = apodization_window(npix, int(card["sky"]["apodization_width_pix"]))
+    net = _network(threads, model["model_path"], npix)
+    mf = model["filter"]
+    c, n = npix // 2, len(table)
+    m_est, mf_amp, cutout_flags = np.empty(n), np.empty(n), []
+    for start in range(0, n, CHUNK):
+        stop = min(start + CHUNK, n)
+        maps, flags = cutouts(
+            sky_map,
+            table["ra"].to_numpy()[start:stop],
+            table["dec"].to_numpy()[start:stop],
+            npix=npix,
+            pixel_arcmin=pixel,
+            order=order,
+        )
+        windowed = window * maps
+        inputs = (windowed / norm["sky_scale"]).astype(np.float32)[..., None]
+        pred = np.concatenate(
+            [net.predict_on_batch(inputs[i : i + 64]) for i in range(0, len(inputs), 64)]
+        )
+        m_est[start:stop] = pred[:, c, c, 1] * norm["m_norm_msun"]
+        mf_amp[start:stop] = windowed.reshape(len(maps), -1) @ mf["weights"]
+        cutout_flags += flags
+        log.info("%d of %d clusters measured (%.0f s)", stop, n, time.perf_counter() - t0)
+
+    outside = np.array([f == OUTSIDE for f in cutout_flags])
+    m_est[outside] = np.nan
+    mf_amp[outside] = np.nan
+    z_card = card["redshift"]["min"]
+    z = table["z"].fillna(z_card).to_numpy() if "z" in table else np.full(n, z_card)
+    filt = apply_calibration(mf["calibration"], amplitude=mf_amp, amplitude_err=mf["sigma"])
+    cal = model["calibration"]
+    result = table.copy()
+    result["m200c"] = m_est
+    result["m200c_cal"] = (
+        apply_calibration(cal, amplitude=m_est, amplitude_err=0.0)["m200c_est"] if cal else np.nan
+    )
+    result["m500c"] = _m500c(m_est, z, card)
+    result["mf_m200c"] = filt["m200c_est"]
+    result["mf_snr"] = mf_amp / mf["sigma"]
+    result["mf_ln_m_err"] = filt["ln_m_err"]
+    result["flag"] = _flags(cutout_flags, z, m_est, card)
+    _write(result, Path(out_path))
+    counts = result["flag"].value_counts()
+    log.info(
+        "wrote %s: %d clusters (%s) in %.0f s",
+        out_path,
+        n,
+        ", ".join(f"{k}: {v}" for k, v in counts.items()),
+        time.perf_counter() - t0,
+    )
+    return result
+
+
+def _m500c(m200c: np.ndarray, z: np.ndarray, card: dict[str, Any]) -> np.ndarray:
+    """M500c [Msun] of each positive estimate at its z (NaN elsewhere), one colossus call per
+    distinct z."""
+    cosmo = card["cosmology"]
+    out = np.full(len(m200c), np.nan)
+    good = np.isfinite(m200c) & (m200c > 0)
+    for zi in np.unique(z[good]):
+        sel = good & (z == zi)
+        out[sel] = m200c_to_m500c(m200c[sel], z=float(zi), cosmo=cosmo)
+    return out
+
+
+def _write(table: pd.DataFrame, path: Path) -> None:
+    """CSV, or a FITS binary table when the name ends in .fits; written beside and renamed."""
+    if path.suffix.lower() != ".fits":
+        write_csv_atomic(table, path)
+        return
+    from astropy.table import Table
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.fits")
+    Table.from_pandas(table).write(tmp, overwrite=True)
+    os.replace(tmp, path)
+
+
+def describe(model_dir: str | os.PathLike) -> str:
+    """The model card, as lines a person reads (``szmass info``)."""
+    model = read_model_dir(model_dir)
+    card = model["card"]
+    sky, masses = card["sky"], card["training_masses_m200c_1e14"]
+    lines = [
+        f"model {model['dir']} (szmass {card['szmass_version']}, training "
+        f"{card['training_digest']})",
+        f"  sky: {sky['freq_ghz']:g} GHz, beam {sky['beam_fwhm_arcmin']:g}' FWHM, white noise "
+        f"{sky['noise_uk_arcmin']:g} uK-arcmin, {sky['npix']}x{sky['npix']} cutouts of "
+        f"{sky['pixel_arcmin']:g}'",
+        f"  clusters: z {card['redshift']['min']:g}-{card['redshift']['max']:g}, M200c "
+        f"{masses['min']:g}-{masses['max']:g}e14 Msun ({masses['sampling']}), intrinsic "
+        f"scatter {card['intrinsic_scatter_ln']:g} in ln Y",
+        f"  network: base width {card['model'].get('base_filters')}, best epoch "
+        f"{card['best_epoch']}, {'early stopping' if card['stopped_early'] else 'epoch cap'}",
+    ]
+    for name, estimators in card.get("evaluation", {}).items():
+        for estimator, stats in estimators.items():
+            if {"mean", "sigma", "robust_half_width"} <= set(stats):
+                lines.append(
+                    f"  {name}, {estimator}: ln(M_est/M_true) mean {stats['mean']:+.3f}, sigma "
+                    f"{stats['sigma']:.3f}, 16-84% half-width {stats['robust_half_width']:.3f}"
+                )
+    if not math.isnan(float(model["filter"]["sigma"])):
+        lines.append(
+            f"  matched filter: fixed scale M200c {model['filter']['fixed_m200c_msun'] / 1e14:g}e14"
+        )
+    return "\n".join(lines)
