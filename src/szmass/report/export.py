@@ -3,7 +3,8 @@
 training history, the filter's calibration and the per-stage wall times from the rules'
 benchmark files. Never shards; the trained model only with ``--model``: re-saved without the
 optimizer's state (a width-16 model is then ~4 MB instead of ~13 MB) under ``<run>/model/``
-with its normalization and calibration, so that it can be evaluated without training first.
+with its normalization, calibration, model card and matched filter, so that it can be
+evaluated, or measure a user's map (``szmass predict``), without training first.
 
     python -m szmass.report.export results/cpu [--model]
 """
@@ -49,11 +50,11 @@ def stage_times(benchmarks: str | Path = "benchmarks") -> pd.DataFrame:
 
 
 #: What travels with the exported model, from ``results/model/``.
-MODEL_FILES = ("normalization.json", "calibration.json")
+MODEL_FILES = ("normalization.json", "calibration.json", "model_card.json", "matched_filter.npz")
 
 
 def export_model(out_dir: str | Path, *, root: str | Path = ".") -> list[Path]:
-    """The trained model without its optimizer's state, with its normalization and calibration,
+    """The trained model without its optimizer's state, with the files of ``MODEL_FILES``,
     into ``out_dir``/model/; returns what was written."""
     import keras
 
