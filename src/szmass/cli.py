@@ -67,10 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     predict.add_argument(
         "--resample",
-        default="nearest-neighbor",
-        choices=("nearest-neighbor", "bilinear", "bicubic"),
-        help="how cutouts are resampled onto the model's grid (default nearest-neighbor: keeps "
-        "the map's noise as the network was trained on it when the pixel sizes match)",
+        default="shift",
+        choices=("shift", "nearest-neighbor", "bilinear", "bicubic"),
+        help="how cutouts are resampled onto the model's grid (default shift: the nearest "
+        "pixels, then a Fourier shift of the sub-pixel offset; keeps the map's noise as the "
+        "network was trained on it when the pixel sizes match; bilinear or bicubic for maps "
+        "of other pixel sizes)",
     )
     predict.add_argument(
         "--threads", type=int, default=1, help="CPU threads for the network (default 1)"

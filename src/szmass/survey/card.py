@@ -69,7 +69,7 @@ def model_card(
             key: sky[key]
             for key in ("freq_ghz", "beam_fwhm_arcmin", "noise_uk_arcmin", "pixel_arcmin", "npix")
         }
-        | {"apodization_width_pix": sky["apodization_width_pix"]},
+        | {key: sky[key] for key in ("apodization_width_pix", "pad_factor")},
         "redshift": {"min": cluster["redshift"], "max": cluster["redshift"]},
         "training_masses_m200c_1e14": {
             "min": min(train_masses_1e14),

@@ -142,3 +142,33 @@ def white_noise_uk_arcmin(sky_map: SkyMap, *, beam_fwhm_arcmin: float) -> float 
     power = np.abs(np.fft.fft2(patch - patch.mean())) ** 2 / n**2  # per-pixel variance units
     sigma_pix = math.sqrt(float(np.mean(power[band])))
     return sigma_pix * pixel
+
+
+def high_pass(
+    data_uk: np.ndarray, *, pixel_arcmin: tuple[float, float], ell_lo: float, ell_hi: float
+) -> np.ndarray:
+    """The map without its large scales: Fourier modes below ``ell_lo`` removed, above
+    ``ell_hi`` kept, a half cosine between (flat sky on the pixel grid, the pixel sizes of
+    the map's centre). Masked (NaN) pixels count as 0 and stay NaN.
+
+    The training maps have no sky power below the fundamental mode of their padded grid
+    (``training_ell_min``): the CMB's degree-scale modes a real map carries would reach the
+    network as offsets and gradients it never saw (measured on the survey-like test map: the
+    mean ln(M_est/M_true) of 100 clusters moves from -0.046 to -0.013 with this filter).
+    """
+    ny, nx = data_uk.shape
+    ly = 2 * np.pi * np.fft.fftfreq(ny, d=pixel_arcmin[1] * ARCMIN)
+    lx = 2 * np.pi * np.fft.rfftfreq(nx, d=pixel_arcmin[0] * ARCMIN)
+    ell = np.hypot(ly[:, None], lx[None, :])
+    ramp = np.clip((ell - ell_lo) / (ell_hi - ell_lo), 0.0, 1.0)
+    masked = ~np.isfinite(data_uk)
+    filled = np.where(masked, 0.0, data_uk)
+    out = np.fft.irfft2(np.fft.rfft2(filled) * (0.5 - 0.5 * np.cos(np.pi * ramp)), s=(ny, nx))
+    out[masked] = np.nan
+    return out
+
+
+def training_ell_min(sky: dict) -> float:
+    """The lowest non-zero multipole of the training maps' sky: the fundamental mode of their
+    padded periodic grid, 2 pi / (npix pad_factor pixel) (540 for 40 x 4 pixels of 0.25')."""
+    return 2 * np.pi / (sky["npix"] * sky["pad_factor"] * sky["pixel_arcmin"] * ARCMIN)
