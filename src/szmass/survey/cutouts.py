@@ -17,8 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from .testmap import shift_subpixel
-
 #: Resampling orders ``reproject_interp`` offers, and ``shift``: nearest-neighbour onto a grid
 #: centred on the map pixel nearest the cluster, then a Fourier phase shift of the sub-pixel
 #: offset (exact for the beam-convolved sky; it keeps white noise white at its level).
@@ -27,6 +25,20 @@ ORDERS = ("shift", "nearest-neighbor", "bilinear", "bicubic")
 SHIFT_MARGIN = 4
 #: Per-cutout flags, from the most to the least severe.
 OUTSIDE, EDGE, MASKED = "outside_map", "edge", "masked"
+
+
+def shift_subpixel(maps: np.ndarray, dy: float, dx: float) -> np.ndarray:
+    """``maps`` (..., n, n) moved by (dy, dx) pixels with a Fourier phase shift: exact for a
+    band-limited (beam-convolved) sky, and white noise stays white at its level. The Nyquist
+    modes, where a phase shift is not real, get its real part cos(pi d): no shift is the
+    identity."""
+    n = maps.shape[-1]
+    fy, fx = np.fft.fftfreq(n), np.fft.rfftfreq(n)
+    py, px = np.exp(-2j * np.pi * fy * dy), np.exp(-2j * np.pi * fx * dx)
+    if n % 2 == 0:
+        py[n // 2], px[-1] = np.cos(np.pi * dy), np.cos(np.pi * dx)
+    four = np.fft.rfft2(maps) * (py[:, None] * px[None, :])
+    return np.fft.irfft2(four, s=(n, n))
 
 
 def tangent_wcs(ra_deg: float, dec_deg: float, *, npix: int, pixel_arcmin: float):

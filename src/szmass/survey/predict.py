@@ -113,8 +113,16 @@ def predict_catalogue(
     """
     t0 = time.perf_counter()
     model = read_model_dir(model_dir)
-    card, norm = model["card"], model["normalization"]
+    card, mf = model["card"], model["filter"]
     table = read_catalogue(catalogue_path)
+    clash = [c for c in table.columns if c in OUTPUT_COLUMNS]
+    if clash:
+        log.warning(
+            "catalogue %s: its column(s) %s are renamed <name>_input (szmass writes its own)",
+            catalogue_path,
+            ", ".join(clash),
+        )
+        table = table.rename(columns={c: f"{c}_input" for c in clash})
     sky_map = read_sky_map(map_path, weights_path=weights_path, unit=unit)
     beam = check_beam(
         card,
@@ -123,64 +131,12 @@ def predict_catalogue(
         else sky_map.beam_fwhm_arcmin,
         map_path=sky_map.path,
     )
-    noise = white_noise_uk_arcmin(sky_map, beam_fwhm_arcmin=beam)
-    trained_noise = float(card["sky"]["noise_uk_arcmin"])
-    if noise is None:
-        log.warning("map %s: its white-noise level could not be measured", sky_map.path)
-    elif abs(noise - trained_noise) > NOISE_TOLERANCE * trained_noise:
-        log.warning(
-            "map %s: white noise %.2f uK-arcmin, the model was trained with %.2f: its "
-            "estimates and their spread are not those of the evaluation",
-            sky_map.path,
-            noise,
-            trained_noise,
-        )
-    else:
-        log.info(
-            "map %s: white noise %.2f uK-arcmin (model: %.2f)", sky_map.path, noise, trained_noise
-        )
+    _check_noise(sky_map, beam=beam, card=card)
+    timings = {"read_inputs": time.perf_counter() - t0}
 
-    npix, pixel = int(card["sky"]["npix"]), float(card["sky"]["pixel_arcmin"])
-    # The network's cutouts come from the map without the scales the training maps lack; the
-    # filter's from the map as it is (its weights ignore them; high-passing takes a little of
-    # the clusters' own large-scale signal: -0.012 in ln M on the test map)
-    ell_min = training_ell_min(card["sky"])
-    planes = np.stack(
-        [
-            high_pass(
-                sky_map.data_uk,
-                pixel_arcmin=sky_map.pixel_arcmin,
-                ell_lo=HIGH_PASS[0] * ell_min,
-                ell_hi=HIGH_PASS[1] * ell_min,
-            ),
-            sky_map.data_uk,
-        ]
-    )
-    window = apodization_window(npix, int(card["sky"]["apodization_width_pix"]))
-    net = _network(threads, model["model_path"], npix)
-    mf = model["filter"]
-    c, n = npix // 2, len(table)
-    m_est, mf_amp, cutout_flags = np.empty(n), np.empty(n), []
-    for start in range(0, n, CHUNK):
-        stop = min(start + CHUNK, n)
-        maps, flags = cutouts(
-            sky_map._replace(data_uk=planes),
-            table["ra"].to_numpy()[start:stop],
-            table["dec"].to_numpy()[start:stop],
-            npix=npix,
-            pixel_arcmin=pixel,
-            order=order,
-        )
-        windowed = window * maps  # (n, 2 planes, npix, npix)
-        inputs = (windowed[:, 0] / norm["sky_scale"]).astype(np.float32)[..., None]
-        pred = np.concatenate(
-            [net.predict_on_batch(inputs[i : i + 64]) for i in range(0, len(inputs), 64)]
-        )
-        m_est[start:stop] = pred[:, c, c, 1] * norm["m_norm_msun"]
-        mf_amp[start:stop] = windowed[:, 1].reshape(len(maps), -1) @ mf["weights"]
-        cutout_flags += flags
-        log.info("%d of %d clusters measured (%.0f s)", stop, n, time.perf_counter() - t0)
-
+    m_est, mf_amp, cutout_flags = _measure(sky_map, table, model, order, threads, timings)
+    t1 = time.perf_counter()
+    n = len(table)
     outside = np.array([f == OUTSIDE for f in cutout_flags])
     m_est[outside] = np.nan
     mf_amp[outside] = np.nan
@@ -199,6 +155,8 @@ def predict_catalogue(
     result["mf_ln_m_err"] = filt["ln_m_err"]
     result["flag"] = _flags(cutout_flags, z, m_est, card)
     _write(result, Path(out_path))
+    timings["masses_and_write"] = time.perf_counter() - t1
+    result.attrs["timings"] = timings
     counts = result["flag"].value_counts()
     log.info(
         "wrote %s: %d clusters (%s) in %.0f s",
@@ -208,6 +166,84 @@ def predict_catalogue(
         time.perf_counter() - t0,
     )
     return result
+
+
+def _measure(sky_map, table, model, order, threads, timings):
+    """The network's raw estimate, the filter's amplitude and the cutout's flag per row, chunk
+    by chunk; the stages' seconds added to ``timings``."""
+    t0 = time.perf_counter()
+    card = model["card"]
+    npix, pixel = int(card["sky"]["npix"]), float(card["sky"]["pixel_arcmin"])
+    # The network's cutouts come from the map without the scales the training maps lack; the
+    # filter's from the map as it is (its weights ignore them; high-passing takes a little of
+    # the clusters' own large-scale signal: -0.012 in ln M on the test map)
+    ell_min = training_ell_min(card["sky"])
+    planes = np.stack(
+        [
+            high_pass(
+                sky_map.data_uk,
+                pixel_arcmin=sky_map.pixel_arcmin,
+                ell_lo=HIGH_PASS[0] * ell_min,
+                ell_hi=HIGH_PASS[1] * ell_min,
+            ),
+            sky_map.data_uk,
+        ]
+    )
+    window = apodization_window(npix, int(card["sky"]["apodization_width_pix"]))
+    timings["high_pass"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    net = _network(threads, model["model_path"], npix)
+    timings["load_model"] = time.perf_counter() - t0
+    timings.update(cutouts=0.0, network=0.0, matched_filter=0.0)
+    mf = model["filter"]
+    c, n, norm = npix // 2, len(table), model["normalization"]
+    m_est, mf_amp, cutout_flags = np.empty(n), np.empty(n), []
+    for start in range(0, n, CHUNK):
+        stop = min(start + CHUNK, n)
+        t0 = time.perf_counter()
+        maps, flags = cutouts(
+            sky_map._replace(data_uk=planes),
+            table["ra"].to_numpy()[start:stop],
+            table["dec"].to_numpy()[start:stop],
+            npix=npix,
+            pixel_arcmin=pixel,
+            order=order,
+        )
+        t1 = time.perf_counter()
+        timings["cutouts"] += t1 - t0
+        windowed = window * maps  # (n, 2 planes, npix, npix)
+        inputs = (windowed[:, 0] / norm["sky_scale"]).astype(np.float32)[..., None]
+        pred = np.concatenate(
+            [net.predict_on_batch(inputs[i : i + 64]) for i in range(0, len(inputs), 64)]
+        )
+        m_est[start:stop] = pred[:, c, c, 1] * norm["m_norm_msun"]
+        t2 = time.perf_counter()
+        mf_amp[start:stop] = windowed[:, 1].reshape(len(maps), -1) @ mf["weights"]
+        timings["network"] += t2 - t1
+        timings["matched_filter"] += time.perf_counter() - t2
+        cutout_flags += flags
+        log.info("%d of %d clusters measured", stop, n)
+    return m_est, mf_amp, cutout_flags
+
+
+def _check_noise(sky_map, *, beam: float, card: dict[str, Any]) -> None:
+    """Warn when the map's white noise differs from the card's by more than NOISE_TOLERANCE."""
+    noise = white_noise_uk_arcmin(sky_map, beam_fwhm_arcmin=beam)
+    trained_noise = float(card["sky"]["noise_uk_arcmin"])
+    if noise is None:
+        log.warning("map %s: its white-noise level could not be measured", sky_map.path)
+    elif abs(noise - trained_noise) > NOISE_TOLERANCE * trained_noise:
+        log.warning(
+            "map %s: white noise %.2f uK-arcmin, the model was trained with %.2f: its "
+            "estimates and their spread are not those of the evaluation",
+            sky_map.path,
+            noise,
+            trained_noise,
+        )
+    else:
+        log.info(
+            "map %s: white noise %.2f uK-arcmin (model: %.2f)", sky_map.path, noise, trained_noise
+        )
 
 
 def _m500c(m200c: np.ndarray, z: np.ndarray, card: dict[str, Any]) -> np.ndarray:
