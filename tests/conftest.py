@@ -38,7 +38,8 @@ def test_config() -> dict:
 # --- two workers (pytest-xdist, ``-n auto`` in pyproject.toml) -----------------------------
 #
 # Each test file runs on one worker (its module fixtures are built once), the files that read
-# the tiny run of the whole DAG (~3 minutes, a session fixture) all on the same one, and the
+# the tiny run of the whole DAG (~3 minutes, a session fixture) all on the same one, so do the
+# physics tests (CAMB's spectra, a session fixture), and the
 # longest of these units are handed out first. (xdist's own ``--dist loadgroup`` cannot be
 # used: it renames items through ``Item._nodeid``, which pytest 9.2 no longer reads.)
 
@@ -51,7 +52,10 @@ FIRST_UNITS = ("tiny_run", "tests/unit/network/test_train.py")
 def _unit(nodeid: str) -> str:
     """The unit of work (sent whole to one worker) of the test ``nodeid``."""
     path = nodeid.split("::", 1)[0]
-    return "tiny_run" if path in TINY_RUN_FILES else path
+    if path in TINY_RUN_FILES:
+        return "tiny_run"
+    # the physics tests share session fixtures (CAMB at the paper's settings: ~5 s)
+    return "physics" if path.startswith("tests/physics/") else path
 
 
 def pytest_xdist_make_scheduler(config, log):
