@@ -1,10 +1,15 @@
 """Helpers to run the venv's snakemake on a copy of the workflow and read what it says."""
 
+import functools
+import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,17 +45,108 @@ def copy_workflow(dest: Path) -> Path:
 def run(cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """``snakemake *args`` in ``cwd``; stdout and stderr together in ``.stdout``.
 
-    Targets must come before ``--configfile`` (which takes several values).
+    Targets must come before ``--configfile`` (which takes several values). The command runs
+    in a fork of a process that has imported Snakemake once (``_Forker``): the same CLI,
+    without its ~1 s of imports each time; ``SZMASS_TEST_SNAKEMAKE_FORK=0`` runs a fresh
+    ``snakemake`` process instead.
     """
-    return subprocess.run(
-        [SNAKEMAKE, *args],
-        cwd=cwd,
-        env=env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=timeout,
-    )
+    if os.environ.get(FORK_SWITCH, "1") == "0":
+        return subprocess.run(
+            [SNAKEMAKE, *args],
+            cwd=cwd,
+            env=env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=timeout,
+        )
+    return _forker().run(cwd, list(args), timeout)
+
+
+FORK_SWITCH = "SZMASS_TEST_SNAKEMAKE_FORK"
+#: The fork server: imports Snakemake (not szmass: each workflow copy imports its own src/),
+#: then for each request (a JSON line: cwd, argv, environment, output file) forks a child that runs
+#: snakemake's CLI there with stdout and stderr in the file, and answers its pid, then its
+#: exit status.
+_SERVER = """
+import json, os, sys
+import snakemake.cli
+snakemake.cli.get_argument_parser()  # loads the plugin registries once
+for line in sys.stdin:
+    req = json.loads(line)
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            fd = os.open(req["out"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            os.close(fd)
+            os.chdir(req["cwd"])
+            os.environ.clear()
+            os.environ.update(req["env"])
+            sys.argv = ["snakemake", *req["args"]]
+            try:
+                snakemake.cli.main()
+                code = 0
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    print(pid, flush=True)
+    _, status = os.waitpid(pid, 0)
+    print(os.waitstatus_to_exitcode(status), flush=True)
+"""
+
+
+class _Forker:
+    """One fork server per test process (started on first use)."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _SERVER],
+            env=env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.lock = threading.Lock()
+
+    def run(self, cwd: Path, args: list[str], timeout: float) -> subprocess.CompletedProcess:
+        with self.lock, tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "out.txt"
+            req = {"cwd": str(cwd), "args": args, "out": str(out), "env": env()}
+            self.proc.stdin.write(json.dumps(req) + "\n")
+            self.proc.stdin.flush()
+            pid = int(self.proc.stdout.readline())
+            timed_out = threading.Event()
+
+            def kill():
+                timed_out.set()
+                os.kill(pid, signal.SIGKILL)
+
+            killer = threading.Timer(timeout, kill)
+            killer.daemon = True
+            killer.start()
+            try:
+                code = int(self.proc.stdout.readline())
+            finally:
+                killer.cancel()
+            text = out.read_text(errors="replace") if out.exists() else ""
+            if timed_out.is_set():
+                raise subprocess.TimeoutExpired(["snakemake", *args], timeout, output=text)
+            return subprocess.CompletedProcess(["snakemake", *args], code, text)
+
+
+@functools.cache
+def _forker() -> _Forker:
+    return _Forker()
 
 
 def job_stats(output: str) -> dict[str, int]:
