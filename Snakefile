@@ -28,6 +28,8 @@ rule all:
         all_shards(),
         "results/model/mresunet.keras",
         "results/summary.json",
+        "results/model/model_card.json",
+        predict_outputs(),
         rules.plot_example.output,
         rules.plot_sz_maps.output,
         rules.plot_mass_recovery.output,

@@ -13,7 +13,7 @@ def test_paper_dry_run(workflow_copy, paper_config):
     """``snakemake -n`` (config/config.yaml, the default): CAMB once, 19 + 2 shards and the
     realistic set, the split of the 8 training masses, one training, the six test sets through
     the network (calibrated on the validation set) and the matched filter, the summary and six
-    figures."""
+    figures, and the model card beside the model (no predict target: the paper names none)."""
     proc = smk.run(workflow_copy, "-n")
     assert proc.returncode == 0, proc.stdout
     assert smk.job_stats(proc.stdout) == {
@@ -33,6 +33,7 @@ def test_paper_dry_run(workflow_copy, paper_config):
         "plot_scatter": 1,
         "plot_realistic": 1,
         "plot_baseline": 1,
+        "write_model_card": 1,
         "all": 1,
     }
     sets = re.findall(r"wildcards: eval_set=(\S+)", proc.stdout)

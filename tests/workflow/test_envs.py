@@ -420,7 +420,15 @@ def test_slurm_dry_run_shows_its_resources(workflow_copy, tmp_path, job_rules):
         yaml.safe_dump({k: v for k, v in config.items() if k != "use-conda"}, sort_keys=False)
     )
     plugin = importlib.util.find_spec("snakemake_executor_plugin_slurm") is not None
-    args = ["-n", "--workflow-profile", str(profile)]
+    # rule all with one predict target, the survey-like test map (its rule is not in rule all)
+    target = {"name": "testmap", "map": "results/survey/testmap.fits", "weights": None}
+    target |= {"catalogue": "results/survey/testmap_truth.csv", "beam_fwhm_arcmin": None}
+    overlay = tmp_path / "predict.yaml"
+    overlay.write_text(
+        yaml.safe_dump({"predict": {"resample": "shift", "targets": [target | {"unit": None}]}})
+    )
+    args = ["-n", "--configfile", "config/config.yaml", str(overlay)]
+    args += ["--workflow-profile", str(profile)]
     proc = smk.run(workflow_copy, *args, *([] if plugin else ["--executor", "local"]))
     assert proc.returncode == 0, proc.stdout
 

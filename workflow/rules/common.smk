@@ -94,3 +94,26 @@ def grid_eval_maps():
     """The mean-map files of the grid test sets (Figure 3)."""
     sets = eval_sets(config)
     return [f"results/eval/{name}/mean_maps.npz" for name in sets if sets[name]["kind"] == "grid"]
+
+
+def predict_target(wildcards):
+    """The `predict.targets` entry named by the wildcard."""
+    targets = {t["name"]: t for t in config["predict"]["targets"]}
+    if wildcards.target not in targets:
+        raise ValueError(
+            f"unknown predict target {wildcards.target!r}; the config has {sorted(targets)}"
+        )
+    return targets[wildcards.target]
+
+
+def predict_target_inputs(wildcards):
+    """The map, catalogue (and weights) of a predict target, as named inputs."""
+    target = predict_target(wildcards)
+    inputs = {"map": target["map"], "catalogue": target["catalogue"]}
+    if target.get("weights"):
+        inputs["weights"] = target["weights"]
+    return inputs
+
+
+def predict_outputs():
+    return [f"results/predict/{t['name']}.csv" for t in config["predict"]["targets"]]

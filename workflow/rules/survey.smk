@@ -33,3 +33,74 @@ rule make_survey_map:
         "../../envs/simulate.yaml"
     script:
         "../scripts/make_survey_map.py"
+
+
+# The model card and the matched filter beside the model, for `szmass predict` (in `rule all`).
+rule write_model_card:
+    input:
+        model="results/model/mresunet.keras",
+        normalization="results/model/normalization.json",
+        spectra="results/spectra/spectra.ecsv",
+        baseline_calibration="results/baseline/calibration.json",
+        summary="results/summary.json",
+        code=src(
+            "survey/card",
+            "baseline/matched_filter",
+            "sky/cluster",
+            "sky/profiles",
+            "sky/maps",
+            "sky/spectra",
+        ),
+    output:
+        card="results/model/model_card.json",
+        filter="results/model/matched_filter.npz",
+    params:
+        sky=canonical(config["sky"]),
+        cluster=canonical(config["cluster"]),
+        baseline=canonical(config["baseline"]),
+        train_masses=config["split"]["train_masses"],
+        model=canonical(config["model"]),
+        training=canonical(config["training"]),
+    log:
+        "logs/write_model_card.log",
+    threads: 1
+    conda:
+        "../../envs/evaluate.yaml"
+    script:
+        "../scripts/write_model_card.py"
+
+
+# Masses for the clusters of the maps the config names (`predict.targets`; none by default).
+rule predict_catalogue:
+    input:
+        unpack(predict_target_inputs),
+        model="results/model/mresunet.keras",
+        normalization="results/model/normalization.json",
+        calibration="results/model/calibration.json",
+        card="results/model/model_card.json",
+        filter="results/model/matched_filter.npz",
+        code=src(
+            "survey/predict",
+            "survey/cutouts",
+            "survey/skymap",
+            "survey/catalogue",
+            "survey/card",
+            "network/train",
+            "calibration",
+        ),
+    output:
+        "results/predict/{target}.csv",
+    params:
+        target=lambda wildcards: canonical(predict_target(wildcards)),
+        resample=config["predict"]["resample"],
+    log:
+        "logs/predict_catalogue/{target}.log",
+    benchmark:
+        "benchmarks/predict_catalogue/{target}.tsv"
+    threads: workflow.cores
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/predict_catalogue.py"
