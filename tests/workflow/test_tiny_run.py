@@ -7,6 +7,7 @@ import os
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 import yaml
@@ -42,6 +43,9 @@ MODEL_OUTPUTS = (
 )
 SPLIT, MODEL = DATASETS[0], MODEL_OUTPUTS[0]  # the jobs, by their first output
 NETCAL = "results/model/calibration.json"  # the network's calibration (calibrate_network)
+CARD = "results/model/model_card.json"  # the model card and its filter (write_model_card)
+SURVEY = "results/survey/testmap.fits"  # the survey-like test map (make_survey_map)
+PREDICTED = "results/predict/testmap.csv"  # szmass predict on it (predict_catalogue)
 
 
 def _open(run_dir, shard) -> xr.Dataset:
@@ -60,7 +64,8 @@ def test_outputs_exist(tiny_run):
         listed = sorted(os.listdir(tiny_run.path / "results" / "sims" / set_name))
         assert listed == sorted(s.split("/")[-1] for s in SHARDS if f"/{set_name}/" in s)
     # the training stage: its outputs and nothing else (no checkpoint, no temporaries)
-    for directory, outputs in (("datasets", DATASETS), ("model", (*MODEL_OUTPUTS, NETCAL))):
+    model_dir = (*MODEL_OUTPUTS, NETCAL, CARD, "results/model/matched_filter.npz")
+    for directory, outputs in (("datasets", DATASETS), ("model", model_dir)):
         listed = sorted(os.listdir(tiny_run.path / "results" / directory))
         assert listed == sorted(p.split("/")[-1] for p in outputs), directory
     # the evaluation: its tables, figures and nothing else
@@ -85,8 +90,16 @@ def test_outputs_exist(tiny_run):
         "baseline_set": n_sets,
         "summarize_results": 1,
         **dict.fromkeys(FIGURE_RULES, 1),
+        "write_model_card": 1,
+        "make_survey_map": 1,
+        "predict_catalogue": 1,
         "all": 1,
     }
+    # szmass predict on the survey-like map: every truth row, the truth's masses kept aside
+    predicted = pd.read_csv(tiny_run.path / PREDICTED)
+    truth = pd.read_csv(tiny_run.path / "results/survey/testmap_truth.csv")
+    assert list(predicted["name"]) == list(truth["name"])
+    assert list(predicted["m200c_input"]) == list(truth["m200c"])
 
 
 @pytest.mark.parametrize("shard", SHARDS)
@@ -285,7 +298,7 @@ def _set_of(shard: str) -> str:
 #: The workflow's DAG, written down independently of Snakemake: each job (by its first output)
 #: -> the jobs that read one of its outputs.
 DAG = {
-    SPECTRA: {*SHARDS, REALISTIC_SHARD, CALIB, *BASE.values()},
+    SPECTRA: {*SHARDS, REALISTIC_SHARD, CALIB, *BASE.values(), SURVEY, CARD},
     **{
         shard: {PRED[_set_of(shard)], BASE[_set_of(shard)]}
         | ({SPLIT, CALIB} if shard in TRAIN_SHARDS else set())
@@ -295,9 +308,12 @@ DAG = {
     },
     REALISTIC_SHARD: {PRED["realistic"], BASE["realistic"], SUMMARY, FIG["plot_realistic"]},
     SPLIT: {MODEL, NETCAL, *PRED.values(), FIG["plot_example"]},
-    MODEL: {NETCAL, *PRED.values(), SUMMARY},
-    NETCAL: set(PRED.values()),
-    CALIB: {*BASE.values(), SUMMARY},
+    MODEL: {NETCAL, *PRED.values(), SUMMARY, CARD, PREDICTED},
+    NETCAL: {*PRED.values(), PREDICTED},
+    CALIB: {*BASE.values(), SUMMARY, CARD},
+    CARD: {PREDICTED},
+    SURVEY: {PREDICTED},
+    PREDICTED: set(),
     **{
         path: {SUMMARY}
         | ({FIG["plot_sz_maps"]} if name in GRID_SETS else set())
@@ -308,7 +324,8 @@ DAG = {
     **{path: {SUMMARY} for path in BASE.values()},
     SUMMARY: {
         FIG[r] for r in ("plot_mass_recovery", "plot_scatter", "plot_realistic", "plot_baseline")
-    },
+    }
+    | {CARD},
     **{path: set() for path in FIG.values()},
 }
 
@@ -350,7 +367,7 @@ RERUNS = {
     # DAG must run too, and nothing else)
     "cluster.sigma_int": (
         smk.set_key("cluster", "sigma_int", 0.3),
-        {**dict.fromkeys(GRID, PARAMS_CHANGED), **RETRAIN},
+        {**dict.fromkeys(GRID, PARAMS_CHANGED), **RETRAIN, SURVEY: PARAMS_CHANGED},
     ),
     "scatter.n_clusters": (
         # the scatter sets are test sets: no retraining
@@ -374,11 +391,11 @@ RERUNS = {
         # Snakemake names one reason: the filter jobs, whose params also changed, are listed
         # as updated by the new shards
         smk.set_key("sky", "noise_uk_arcmin", 6.0),
-        {**dict.fromkeys([*SHARDS, REALISTIC_SHARD], PARAMS_CHANGED), **RETRAIN},
+        {**dict.fromkeys([*SHARDS, REALISTIC_SHARD, SURVEY], PARAMS_CHANGED), **RETRAIN},
     ),
     "seed": (
         smk.set_key("seed", 8),
-        {**dict.fromkeys([*SHARDS, REALISTIC_SHARD], PARAMS_CHANGED), **RETRAIN},
+        {**dict.fromkeys([*SHARDS, REALISTIC_SHARD, SURVEY], PARAMS_CHANGED), **RETRAIN},
     ),
     "spectra.foregrounds": (
         smk.set_key("spectra", "foregrounds", "d3000_uk2", "ksz", 3.0),
@@ -466,7 +483,7 @@ def test_config_key_order_does_not_rerun(tiny_run, tmp_path):
     ("module", "expected"),
     [
         pytest.param("sky/spectra", {SPECTRA}, id="spectra"),
-        pytest.param("units", {*SHARDS, REALISTIC_SHARD, SPLIT}, id="units"),
+        pytest.param("units", {*SHARDS, REALISTIC_SHARD, SPLIT, SURVEY}, id="units"),
         pytest.param(
             "network/dataset", {SPLIT, MODEL, *PRED.values(), FIG["plot_example"]}, id="dataset"
         ),
@@ -486,6 +503,9 @@ def test_config_key_order_does_not_rerun(tiny_run, tmp_path):
             "report/stats", {SUMMARY, FIG["plot_scatter"], FIG["plot_realistic"]}, id="stats"
         ),
         pytest.param("report/figures", set(FIG.values()), id="figures"),
+        pytest.param("survey/testmap", {SURVEY}, id="testmap"),
+        pytest.param("survey/card", {CARD}, id="card"),
+        pytest.param("survey/cutouts", {PREDICTED}, id="cutouts"),
     ],
 )
 def test_code_change_reruns_its_stages(tiny_run_copy, module, expected):
