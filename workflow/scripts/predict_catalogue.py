@@ -1,7 +1,5 @@
 """predict_catalogue: masses for the clusters of a configured map (``szmass predict``)."""
 
-from pathlib import Path
-
 import _bootstrap  # noqa: F401  (src/ on sys.path)
 
 from szmass.logs import setup_logging
@@ -14,7 +12,7 @@ predict_catalogue(
     map_path=snakemake.input.map,
     catalogue_path=snakemake.input.catalogue,
     out_path=snakemake.output[0],
-    model_dir=Path(snakemake.input.card).parent,
+    model_dir=snakemake.params.model_dir,
     weights_path=snakemake.input.get("weights"),
     beam_fwhm_arcmin=target.get("beam_fwhm_arcmin"),
     unit=target.get("unit"),

@@ -1,7 +1,5 @@
 """write_model_card: the model card and the matched filter beside the trained model."""
 
-from pathlib import Path
-
 import _bootstrap  # noqa: F401  (src/ on sys.path)
 
 from szmass.logs import setup_logging
@@ -10,7 +8,7 @@ from szmass.survey.card import write_model_files
 snakemake = globals()["snakemake"]
 log = setup_logging(snakemake.log[0])
 card = write_model_files(
-    model_dir=Path(snakemake.output.card).parent,
+    model_dir=snakemake.params.model_dir,
     spectra_path=snakemake.input.spectra,
     baseline_calibration_path=snakemake.input.baseline_calibration,
     summary_path=snakemake.input.summary,

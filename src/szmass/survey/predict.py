@@ -7,6 +7,7 @@ the model card, written as a catalogue with every input row in order.
 import logging
 import math
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -267,7 +268,10 @@ def _write(table: pd.DataFrame, path: Path) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.fits")
-    Table.from_pandas(table).write(tmp, overwrite=True)
+    # FITS column names: letters, digits and _ (astropy cannot read back e.g. pandas'
+    # "Unnamed: 0" index column)
+    safe = {c: re.sub(r"[^A-Za-z0-9_]", "_", str(c)) for c in table.columns}
+    Table.from_pandas(table.rename(columns=safe)).write(tmp, overwrite=True)
     os.replace(tmp, path)
 
 

@@ -78,14 +78,15 @@ def test_predict_writes_every_row_in_order_with_flags(noise_map, tmp_path):
 
 
 def test_predict_writes_a_fits_table_and_keeps_clashing_columns(noise_map, tmp_path):
-    """A catalogue's own m500c (a survey's, say) is kept as m500c_input beside szmass's."""
+    """A catalogue's own m500c (a survey's, say) is kept as m500c_input beside szmass's; the
+    index column pandas writes ("Unnamed: 0") becomes a FITS-safe name."""
     cat = tmp_path / "cat.csv"
     pd.DataFrame({"name": ["a"], "ra": [0.0], "dec": [0.0], "m500c": [3e14]}).to_csv(cat)
     out = tmp_path / "out.fits"
     main(["predict", "--map", str(noise_map), "--catalogue", str(cat), "--out", str(out)])
     table = Table.read(out)
     assert list(table["name"]) == ["a"] and table["m500c_input"][0] == 3e14
-    assert table["m500c"][0] != 3e14
+    assert table["m500c"][0] != 3e14 and "Unnamed__0" in table.colnames
 
 
 @pytest.mark.parametrize(
