@@ -55,7 +55,7 @@ rule write_model_card:
         card="results/model/model_card.json",
         filter="results/model/matched_filter.npz",
     params:
-        model_dir="results/model",
+        model_dir=lambda wildcards, input: os.path.dirname(input.model),
         sky=canonical(config["sky"]),
         cluster=canonical(config["cluster"]),
         baseline=canonical(config["baseline"]),
@@ -92,7 +92,7 @@ rule predict_catalogue:
     output:
         "results/predict/{target}.csv",
     params:
-        model_dir="results/model",
+        model_dir=lambda wildcards, input: os.path.dirname(input.model),
         target=lambda wildcards: canonical(predict_target(wildcards)),
         resample=config["predict"]["resample"],
     log:
