@@ -116,10 +116,10 @@ def read_sky_map(
 
 def white_noise_uk_arcmin(sky_map: SkyMap, *, beam_fwhm_arcmin: float) -> float | None:
     """The map's white-noise level [uK-arcmin], from its power at multipoles where the beam
-    has removed the sky (B_l < 1e-3), on the largest unmasked square near the map's centre.
+    has removed the sky (B_l < 1e-3), on the map's central square (at most 512 pixels a side).
 
     None where the map's pixels cannot resolve such multipoles (pixel too large for the
-    beam) or too little of the map is unmasked. Flat-sky, square pixels assumed: a check
+    beam) or that square holds masked pixels. Flat-sky, square pixels assumed: a check
     against the model card, not a measurement for science.
     """
     data = sky_map.data_uk

@@ -186,3 +186,23 @@ def test_the_sub_pixel_shift_moves_a_smooth_map_and_keeps_white_noise():
     # 460800 samples: the rms is known to 1e-3
     kept = np.sqrt(1 - (2 * n - 1) / n**2)  # 0.979
     assert shift_subpixel(noise, 0.5, 0.5).std() == pytest.approx(kept, abs=0.004)
+
+
+def test_high_pass_removes_what_the_training_maps_lack():
+    from szmass.survey.skymap import high_pass, training_ell_min
+
+    sky = {"npix": 40, "pad_factor": 4, "pixel_arcmin": PIXEL}
+    ell_min = training_ell_min(sky)
+    assert ell_min == pytest.approx(540.0, abs=1.0)  # 2 pi / 40' (160 pixels of 0.25')
+    n, pixel_rad = 512, PIXEL * np.pi / 180 / 60
+    x = np.arange(n) * pixel_rad
+    k_low, k_high = 2, 20  # whole periods on the map: l = 2 pi k / (n pixel) = 168 and 1685
+    low = np.cos(2 * np.pi * k_low * x / (n * pixel_rad))[None, :] * np.ones((n, 1))
+    high = np.sin(2 * np.pi * k_high * x / (n * pixel_rad))[:, None] * np.ones((1, n))
+    data = low + high
+    data[5, 7] = np.nan
+    out = high_pass(data, pixel_arcmin=(PIXEL, PIXEL), ell_lo=0.75 * ell_min, ell_hi=1.25 * ell_min)
+    assert np.isnan(out[5, 7]) and np.isfinite(out).sum() == n * n - 1
+    good = np.isfinite(out)
+    # the masked pixel (filled with 0) leaks ~1/n^2: the l = 168 mode is gone, l = 1685 kept
+    np.testing.assert_allclose(out[good], high[good], atol=1e-3)
