@@ -13,7 +13,6 @@ beam-convolved sky (+0.005 +- 0.002 in ln M over plain nearest-neighbour for the
 +0.006 for the filter). ``bilinear`` or ``bicubic`` resample maps of other pixel sizes.
 """
 
-
 import numpy as np
 
 #: Resampling orders ``reproject_interp`` offers, and ``shift``: nearest-neighbour onto a grid

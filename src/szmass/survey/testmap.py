@@ -37,7 +37,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.fft
 from astropy.io import fits
 from astropy.wcs import WCS
 
@@ -48,6 +47,7 @@ from ..sky.cluster import sz_template_uk
 from ..sky.simulate import BEAM_CUTOFF
 from ..sky.spectra import read_spectra
 from ..units import ARCMIN
+from .cutouts import shift_subpixel
 
 log = logging.getLogger("szmass.survey")
 
@@ -144,19 +144,6 @@ def draw_positions(
         for values, value in ((xs, x), (ys, y), (ras, ra), (decs, dec)):
             values.append(value)
     return np.array(xs), np.array(ys)
-
-
-def shift_subpixel(stamp: np.ndarray, dy: float, dx: float) -> np.ndarray:
-    """``stamp`` moved by (dy, dx) pixels (|d| <= 0.5) with a Fourier phase shift: exact for a
-    band-limited (beam-convolved) map whose signal stays inside the stamp. The Nyquist modes
-    (a phase shift there is not real) are dropped: a 1' beam's B_l there is 6e-7."""
-    n = stamp.shape[-1]
-    fy, fx = np.fft.fftfreq(n), np.fft.rfftfreq(n)
-    phase = np.exp(-2j * np.pi * (fy[:, None] * dy + fx[None, :] * dx))
-    if n % 2 == 0:
-        phase[n // 2, :] = 0.0
-        phase[:, -1] = 0.0
-    return scipy.fft.irfft2(scipy.fft.rfft2(stamp) * phase, s=(n, n))
 
 
 def stamp_npix(
