@@ -46,6 +46,7 @@ rule write_model_card:
         code=src(
             "survey/card",
             "baseline/matched_filter",
+            "baseline/calibration",
             "sky/cluster",
             "sky/profiles",
             "sky/maps",
@@ -87,7 +88,10 @@ rule predict_catalogue:
             "survey/catalogue",
             "survey/card",
             "network/train",
+            "sky/maps",
+            "sky/profiles",
             "calibration",
+            "io",
         ),
     output:
         "results/predict/{target}.csv",

@@ -107,6 +107,18 @@ def calibrate_baseline(
     return result
 
 
+def read_calibration(path: str | Path, *, baseline: dict[str, Any]) -> dict[str, Any]:
+    """The filter's calibration file, refused (naming both settings) when it was fitted with
+    other baseline settings than ``baseline``."""
+    calibration = json.loads(Path(path).read_text())
+    if calibration["baseline"] != baseline:
+        raise ValueError(
+            f"{path} was calibrated with baseline settings {calibration['baseline']}, this "
+            f"run uses {baseline}"
+        )
+    return calibration
+
+
 def baseline_set(
     *,
     spectra_path: str,
@@ -120,12 +132,7 @@ def baseline_set(
 ) -> pd.DataFrame:
     """Matched-filter masses for every map of a test set: the network's table layout plus the
     amplitude, its error, the fixed- and best-scale S/N and the first-order ln M error."""
-    calibration = json.loads(Path(calibration_path).read_text())
-    if calibration["baseline"] != baseline:
-        raise ValueError(
-            f"{calibration_path} was calibrated with baseline settings "
-            f"{calibration['baseline']}, this run uses {baseline}"
-        )
+    calibration = read_calibration(calibration_path, baseline=baseline)
     setup = _filter_setup(spectra_path, sky, baseline)
     parts = []
     for path in shard_paths:

@@ -133,18 +133,14 @@ def write_model_files(
     ``write_model_card`` rule): the filter is the baseline's fixed-scale filter on the
     simulation's exact pixel covariance, with the baseline's calibration."""
     from ..baseline import matched_filter as mf
+    from ..baseline.calibration import read_calibration
     from ..sky.spectra import read_spectra
 
     spectra = read_spectra(spectra_path)
     ell = np.asarray(spectra["ell"], float)
     cl = np.asarray(spectra["cl_total"], float)
     cosmo = dict(spectra.meta["cosmology"])
-    calibration = json.loads(Path(baseline_calibration_path).read_text())
-    if calibration["baseline"] != baseline:
-        raise ValueError(
-            f"{baseline_calibration_path} was calibrated with baseline settings "
-            f"{calibration['baseline']}, this run uses {baseline}"
-        )
+    calibration = read_calibration(baseline_calibration_path, baseline=baseline)
     fixed = baseline["fixed_mass"] * 1e14
     template = mf.scale_templates(
         m200c_msun=np.array([fixed]), z=cluster["redshift"], cosmo=cosmo, sky=sky, cluster=cluster

@@ -5,7 +5,6 @@ the model card, written as a catalogue with every input row in order.
 """
 
 import logging
-import math
 import os
 import re
 import time
@@ -21,7 +20,7 @@ from ..sky.maps import apodization_window
 from ..sky.profiles import m200c_to_m500c
 from .card import read_model_dir
 from .catalogue import InputError, read_catalogue
-from .cutouts import EDGE, MASKED, OUTSIDE, cutouts
+from .cutouts import OUTSIDE, cutouts
 from .skymap import high_pass, read_sky_map, training_ell_min, white_noise_uk_arcmin
 
 log = logging.getLogger("szmass.survey")
@@ -39,7 +38,6 @@ HIGH_PASS = (0.75, 1.25)
 CHUNK = 1024
 #: The flag of a cluster with nothing to report, and the flags beyond the cutout's.
 OK, Z_OUTSIDE, MASS_OUTSIDE = "ok", "z_outside_training", "mass_outside_training"
-FLAGS = (OK, OUTSIDE, EDGE, MASKED, Z_OUTSIDE, MASS_OUTSIDE)
 #: Output columns added after the catalogue's own.
 OUTPUT_COLUMNS = ("m200c", "m200c_cal", "m500c", "mf_m200c", "mf_snr", "mf_ln_m_err", "flag")
 
@@ -299,8 +297,7 @@ def describe(model_dir: str | os.PathLike) -> str:
                     f"  {name}, {estimator}: ln(M_est/M_true) mean {stats['mean']:+.3f}, sigma "
                     f"{stats['sigma']:.3f}, 16-84% half-width {stats['robust_half_width']:.3f}"
                 )
-    if not math.isnan(float(model["filter"]["sigma"])):
-        lines.append(
-            f"  matched filter: fixed scale M200c {model['filter']['fixed_m200c_msun'] / 1e14:g}e14"
-        )
+    lines.append(
+        f"  matched filter: fixed scale M200c {model['filter']['fixed_m200c_msun'] / 1e14:g}e14"
+    )
     return "\n".join(lines)
