@@ -34,8 +34,9 @@ Z_TOLERANCE = 0.05
 #: The high-pass of the network's map rises from 0 to 1 between these multiples of the training
 #: maps' lowest multipole (``skymap.training_ell_min``).
 HIGH_PASS = (0.75, 1.25)
-#: Positions per chunk: cutouts, inference and filter run chunk by chunk (flat memory).
-CHUNK = 1024
+#: Positions per chunk: cutouts, inference and filter run chunk by chunk (flat memory; chunks of
+#: 1024 raised the peak memory at 10^4 positions by 25%, measured with bench/bench_predict.py).
+CHUNK = 512
 #: The flag of a cluster with nothing to report, and the flags beyond the cutout's.
 OK, Z_OUTSIDE, MASS_OUTSIDE = "ok", "z_outside_training", "mass_outside_training"
 #: Output columns added after the catalogue's own.

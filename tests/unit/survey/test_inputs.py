@@ -165,6 +165,56 @@ def test_edges_masks_and_outside_are_flagged(tmp_path):
     assert list(position_inside(sky_map, ra, dec)) == [True, True, True, False]
 
 
+def _reproject_cutout(sky_map, ra, dec, order):
+    """One cutout the way reproject_interp makes it (the batched cutouts must equal it)."""
+    from reproject import reproject_interp
+
+    from szmass.survey.cutouts import SHIFT_MARGIN, shift_subpixel
+
+    shift = order == "shift"
+    side, centre = (40 + 2 * SHIFT_MARGIN, None) if shift else (40, (ra, dec))
+    if shift:
+        x, y = sky_map.wcs.world_to_pixel_values(ra, dec)
+        centre = sky_map.wcs.pixel_to_world_values(np.round(x), np.round(y))
+    wcs = tangent_wcs(*centre, npix=side, pixel_arcmin=PIXEL)
+    data = np.nan_to_num(sky_map.data_uk)
+    values, footprint = reproject_interp(
+        (data, sky_map.wcs),
+        wcs,
+        shape_out=(side, side),
+        order="nearest-neighbor" if shift else order,
+    )
+    values = np.where(footprint > 0, values, 0.0)
+    if shift:
+        cx, cy = wcs.world_to_pixel_values(ra, dec)
+        crop = slice(SHIFT_MARGIN, -SHIFT_MARGIN)
+        values = shift_subpixel(values, side // 2 - cy, side // 2 - cx)[crop, crop]
+    return values
+
+
+@pytest.mark.parametrize("order", ["shift", "nearest-neighbor", "bilinear", "bicubic"])
+@pytest.mark.parametrize("ctype", ["CAR", "SIN"])
+def test_cutouts_equal_reproject_interp_per_cutout(tmp_path, order, ctype):
+    """Batched over positions, the cutouts are reproject_interp's, cutout by cutout: off-pixel
+    positions, one near the edge, on a CAR map straddling RA 0 and on a SIN map."""
+    n = 160
+    header = car_header(n, ra0=0.05, dec0=-20.0)
+    header["CTYPE1"], header["CTYPE2"] = f"RA---{ctype}", f"DEC--{ctype}"
+    data = np.random.default_rng(4).normal(size=(n, n))
+    sky_map = read_sky_map(write_map(tmp_path / "m.fits", data, header))
+    rng = np.random.default_rng(5)
+    x, y = rng.uniform(30, 130, 5), rng.uniform(30, 130, 5)
+    x[0], y[0] = 8.3, 77.6  # the cutout runs off the map's left edge
+    ra, dec = (np.asarray(v, float) for v in sky_map.wcs.pixel_to_world_values(x, y))
+    assert ra.min() < 1.0 and ra.max() > 359.0  # both sides of RA 0
+    maps, flags = cutouts(sky_map, ra, dec, npix=40, pixel_arcmin=PIXEL, order=order)
+    assert flags == ["edge", "ok", "ok", "ok", "ok"]
+    for i in range(len(ra)):
+        np.testing.assert_allclose(
+            maps[i], _reproject_cutout(sky_map, ra[i], dec[i], order), atol=1e-5
+        )
+
+
 def test_tangent_wcs_puts_the_centre_at_pixel_20():
     wcs = tangent_wcs(12.0, -40.0, npix=40, pixel_arcmin=PIXEL)
     x, y = wcs.world_to_pixel_values(12.0, -40.0)
