@@ -63,6 +63,27 @@ def _predict(net, inputs: np.ndarray, progress: Progress) -> np.ndarray:
     return out
 
 
+def load_network(
+    model_path: str | os.PathLike, *, npix: int, threads: int, source: str, deterministic=True
+):
+    """The saved model for inference, refused (ValueError) unless it takes the npix x npix
+    maps that ``source`` (the normalization, a model card) says."""
+    import keras
+
+    from .train import configure_tensorflow
+
+    configure_tensorflow(
+        threads=threads, seed=0, mixed_precision=False, deterministic=deterministic
+    )
+    net = keras.saving.load_model(model_path, compile=False)
+    if tuple(net.input_shape[1:3]) != (npix, npix):
+        raise ValueError(
+            f"model {model_path} takes {net.input_shape[1]}x{net.input_shape[2]} maps, "
+            f"{source} says {npix}x{npix}"
+        )
+    return net
+
+
 def _load_model(
     model_path: str,
     model_norm: dict[str, Any],
@@ -72,25 +93,15 @@ def _load_model(
     threads: int,
 ):
     """The trained model, after checking that its normalization is the data set's."""
-    import keras
-
-    from .train import configure_tensorflow
-
     check_normalizations(
         model_norm,
         read_normalization(data_normalization_path),
         model_path=model_normalization_path,
         data_path=data_normalization_path,
     )
-    configure_tensorflow(threads=threads, seed=0, mixed_precision=False)
-    net = keras.saving.load_model(model_path, compile=False)
-    npix = model_norm["npix"]
-    if tuple(net.input_shape[1:3]) != (npix, npix):
-        raise ValueError(
-            f"model {model_path} takes {net.input_shape[1]}x{net.input_shape[2]} maps, the "
-            f"normalization says {npix}x{npix}"
-        )
-    return net
+    return load_network(
+        model_path, npix=model_norm["npix"], threads=threads, source="the normalization"
+    )
 
 
 def read_calibration(path: str | os.PathLike) -> dict[str, Any] | None:

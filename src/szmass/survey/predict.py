@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..calibration import apply_calibration
 from ..io import write_csv_atomic
+from ..network.predict import load_network
 from ..sky.maps import apodization_window
 from ..sky.profiles import m200c_to_m500c
 from .card import read_model_dir
@@ -73,21 +74,6 @@ def _flags(cutout_flags, z, m200c, card) -> list[str]:
             found.append(MASS_OUTSIDE)
         out.append(";".join(found) or OK)
     return out
-
-
-def _network(threads: int, model_path: Path, npix: int):
-    import keras
-
-    from ..network.train import configure_tensorflow
-
-    configure_tensorflow(threads=threads, seed=0, mixed_precision=False, deterministic=False)
-    net = keras.saving.load_model(model_path, compile=False)
-    if tuple(net.input_shape[1:3]) != (npix, npix):
-        raise InputError(
-            f"model {model_path} takes {net.input_shape[1]}x{net.input_shape[2]} maps, its "
-            f"card says {npix}x{npix}"
-        )
-    return net
 
 
 def predict_catalogue(
@@ -192,7 +178,12 @@ def _measure(sky_map, table, model, order, threads, timings):
     window = apodization_window(npix, int(card["sky"]["apodization_width_pix"]))
     timings["high_pass"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    net = _network(threads, model["model_path"], npix)
+    try:
+        net = load_network(
+            model["model_path"], npix=npix, threads=threads, source="its card", deterministic=False
+        )
+    except ValueError as err:
+        raise InputError(str(err)) from None
     timings["load_model"] = time.perf_counter() - t0
     timings.update(cutouts=0.0, network=0.0, matched_filter=0.0)
     mf = model["filter"]
