@@ -36,3 +36,4 @@ rule all:
         rules.plot_scatter.output,
         rules.plot_realistic.output,
         rules.plot_baseline.output,
+        rules.plot_coverage.output,

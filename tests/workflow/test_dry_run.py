@@ -33,6 +33,7 @@ def test_paper_dry_run(workflow_copy, paper_config):
         "plot_scatter": 1,
         "plot_realistic": 1,
         "plot_baseline": 1,
+        "plot_coverage": 1,
         "write_model_card": 1,
         "all": 1,
     }

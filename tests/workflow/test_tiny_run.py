@@ -286,6 +286,7 @@ FIGURE_RULES = {
     "plot_scatter": "fig5_scatter",
     "plot_realistic": "fig6_realistic",
     "plot_baseline": "fig7_baseline",
+    "plot_coverage": "fig8_coverage",
 }
 FIG = {rule: f"results/figures/{name}.png" for rule, name in FIGURE_RULES.items()}
 GRID_SETS = {name for name, s in SETS.items() if s["kind"] == "grid"}
@@ -323,7 +324,14 @@ DAG = {
     },
     **{path: {SUMMARY} for path in BASE.values()},
     SUMMARY: {
-        FIG[r] for r in ("plot_mass_recovery", "plot_scatter", "plot_realistic", "plot_baseline")
+        FIG[r]
+        for r in (
+            "plot_mass_recovery",
+            "plot_scatter",
+            "plot_realistic",
+            "plot_baseline",
+            "plot_coverage",
+        )
     }
     | {CARD},
     **{path: set() for path in FIG.values()},

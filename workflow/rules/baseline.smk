@@ -39,6 +39,7 @@ rule baseline_set:
             "baseline/calibration",
             "baseline/matched_filter",
             "calibration",
+            "intervals",
             "sky/cluster",
             "sky/profiles",
             "sky/maps",

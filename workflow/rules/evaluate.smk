@@ -14,6 +14,7 @@ rule calibrate_network:
             "network/dataset",
             "network/train",
             "calibration",
+            "intervals",
             "io",
         ),
     output:
@@ -44,6 +45,7 @@ rule predict_set:
             "network/dataset",
             "network/train",
             "calibration",
+            "intervals",
             "io",
             "sky/profiles",
             "sky/cosmology",

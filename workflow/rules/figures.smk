@@ -113,3 +113,20 @@ rule plot_baseline:
         "../../envs/evaluate.yaml"
     script:
         "../scripts/plot_baseline.py"
+
+
+rule plot_coverage:
+    input:
+        summary="results/summary.json",
+        code=src("report/figures", "report/claims"),
+    output:
+        figures("fig8_coverage", "fig8.rst"),
+    params:
+        dpi=config["figures"]["dpi"],
+    log:
+        "logs/plot_coverage.log",
+    threads: 1
+    conda:
+        "../../envs/evaluate.yaml"
+    script:
+        "../scripts/plot_coverage.py"

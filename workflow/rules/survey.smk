@@ -97,6 +97,7 @@ rule predict_catalogue:
             "sky/maps",
             "sky/profiles",
             "calibration",
+            "intervals",
             "io",
             "logs",
             "units",

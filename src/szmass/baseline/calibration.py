@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..calibration import apply_calibration, fit_calibration
+from ..intervals import filter_intervals
 from ..io import (
     PREDICTION_COLUMNS,
     map_cluster_names,
@@ -144,6 +145,13 @@ def baseline_set(
             amplitude_err=est["amplitude_fixed_err"],
         )
         m_est = np.where(mass["nonpositive"], 0.0, mass["m200c_est"])
+        intervals = filter_intervals(
+            est["amplitude_fixed"],
+            est["amplitude_fixed_err"],
+            calibration["calibration"],
+            sigma_int=cluster["sigma_int"],
+            m200c_true=ds.m200c.values,
+        )
         ids = ds.cluster_id.values if "cluster_id" in ds else ds.realization.values
         parts.append(
             pd.DataFrame(
@@ -161,6 +169,7 @@ def baseline_set(
                     "snr": est["snr_fixed"],
                     "snr_best_scale": est["snr"],
                     "ln_m_err": mass["ln_m_err"],
+                    **intervals,
                 }
             )
         )

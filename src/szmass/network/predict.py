@@ -22,6 +22,7 @@ import pandas as pd
 import xarray as xr
 
 from ..calibration import apply_calibration, fit_calibration
+from ..intervals import INTERVAL_COLUMNS, belt_intervals, belt_pit, fit_belt
 from ..io import (
     PREDICTION_COLUMNS,
     map_cluster_names,
@@ -120,6 +121,25 @@ def read_calibration(path: str | os.PathLike) -> dict[str, Any] | None:
     return calibration["calibration"]
 
 
+def read_belt(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The intervals' belt of the network's calibration file (None where it has none)."""
+    return json.loads(Path(path).read_text()).get("belt")
+
+
+def interval_columns(
+    m_est: np.ndarray, belt: dict[str, Any] | None, m_true: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """The interval columns of raw estimates (``intervals.INTERVAL_COLUMNS`` and
+    ``m200c_belt``), and ``pit`` where the true masses are given; NaN without a belt."""
+    if belt is None:
+        names = (*INTERVAL_COLUMNS, "m200c_belt") + (() if m_true is None else ("pit",))
+        return {c: np.full(len(m_est), np.nan) for c in names}
+    out = belt_intervals(belt, m_est)
+    if m_true is not None:
+        out["pit"] = belt_pit(belt, m_true, m_est)
+    return out
+
+
 def calibrated(m_est: np.ndarray, calibration: dict[str, Any] | None) -> np.ndarray:
     """The calibrated estimate [Msun] of raw estimates ``m_est``; 0 where the raw estimate is
     <= 0 (ranked lowest, as the filter's non-detections); NaN without a calibration."""
@@ -166,6 +186,11 @@ def calibrate_network(
     except ValueError as err:  # an untrained network: no calibration, said, not a crash
         fit, error = None, f"no calibration: {err}"
         log.warning("%s; the calibrated estimates will be NaN", error)
+    try:  # the intervals' belt (``szmass.intervals``), on the same validation maps
+        belt, belt_error = fit_belt(m_true, est), None
+    except ValueError as err:
+        belt, belt_error = None, f"no intervals: {err}"
+        log.warning("%s; the interval columns will be NaN", belt_error)
     result = {
         "method": "forward fit of ln(median raw estimate) on ln M over the validation "
         "realizations of the training masses, inverted",
@@ -174,6 +199,8 @@ def calibrate_network(
         "masses": masses.tolist(),
         "median_raw_estimate": medians.tolist(),
         "validation_set": str(val_path),
+        "belt": belt,
+        "belt_error": belt_error,
     }
     write_text_atomic(json.dumps(result, indent=2) + "\n", out_path)
     if fit is not None:
@@ -234,6 +261,7 @@ def predict_set(
         threads=threads,
     )
     calibration = None if calibration_path is None else read_calibration(calibration_path)
+    belt = None if calibration_path is None else read_belt(calibration_path)
     centre = model_norm["npix"] // 2
     sel = None if realizations is None else slice(*realizations)
     prepared = []
@@ -267,6 +295,7 @@ def predict_set(
                     "m200c_est": est,
                     "m200c_cal": calibrated(est, calibration),
                     "m200c_tpl": est_tpl,
+                    **interval_columns(est, belt, p["m200c"]),
                 }
             )
         )
@@ -278,7 +307,8 @@ def predict_set(
             mean_maps["sz_true"].append(p["labels"][pick, ..., 0].mean(0) * model_norm["sz_scale"])
             mean_maps["sz_pred"].append(out[pick, ..., 0].mean(0) * model_norm["sz_scale"])
             mean_maps["mass_pred"].append(out[pick, ..., 1].mean(0) * model_norm["m_norm_msun"])
-    table = pd.concat(rows, ignore_index=True)[[*PREDICTION_COLUMNS, "m200c_cal", "m200c_tpl"]]
+    extra = ["m200c_cal", "m200c_tpl", *INTERVAL_COLUMNS, "m200c_belt", "pit"]
+    table = pd.concat(rows, ignore_index=True)[[*PREDICTION_COLUMNS, *extra]]
     bad = ~np.isfinite(table["m200c_est"])
     if bad.any():
         log.warning("%d of %d estimates are not finite", int(bad.sum()), len(table))

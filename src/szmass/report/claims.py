@@ -14,6 +14,12 @@ FLOOR_TOLERANCE = 0.05  # SPEC §6: widths within 5 % of the floor
 PAPER_SZ_RESIDUAL = 1e-2  # SPEC §4: residual at least 100x below the signal
 PAPER_MEAN_R = 1.287  # SPEC §4: mean r of the 95 Magneticum clusters
 FILTER_DM_MIN_MASS = 3e14  # issue 12: per-mass dM/M not above the filter's from this mass up
+#: Issue 14: the intervals' coverage, nominal +- tolerance, and how close their median 68%
+#: width must come to the estimates' own 16-84% spread on the no-scatter set.
+COVERAGE_TARGETS = {68: (0.6827, 0.03), 95: (0.9545, 0.02)}
+WIDTH_TOLERANCE = 0.10
+#: The estimators of the coverage block, as the claims name them.
+ESTIMATOR_LABELS = {"network": "mResUNet", "matched_filter": "matched filter"}
 #: The verdict of a claim this run cannot judge (too few maps or clusters, a smoke test).
 NOT_ASSESSED = "not assessed"
 #: Why a smoke-test run (``evaluation.smoke_test``) assesses nothing.
@@ -404,6 +410,99 @@ def sz_map_claim(summary: dict, **_: object) -> list[dict]:
     ]
 
 
+def _coverage_text(values: Mapping[str, float]) -> str:
+    return ", ".join(f"{v:.3f} ({k})" for k, v in values.items())
+
+
+def coverage_claims(summary: dict, **_: object) -> list[dict]:
+    """Issue 14: each estimator's 68% and 95% intervals hold the truth at their nominal rate on
+    the scatter sets and in every trained and interpolated mass bin; they are as narrow as the
+    estimates' spread; at extrapolated masses they do not claim a precision they lack."""
+    out = []
+    for estimator, sets in summary.get("coverage", {}).items():
+        label = ESTIMATOR_LABELS.get(estimator, estimator)
+        scatter = {n: c for n, c in sets.items() if n.startswith("scatter")}
+        bins = {
+            f"{n} {b['bin']}e14": b
+            for n in ("trained", "interpolated")
+            for b in sets.get(n, {}).get("bins", [])
+        }
+        for level, (nominal, tol) in COVERAGE_TARGETS.items():
+            key = f"coverage_{level}"
+            if scatter:
+                values = {n: c[key] for n, c in scatter.items()}
+                out.append(
+                    _claim(
+                        f"{label}: {level}% intervals, scatter sets",
+                        f"(issue 14) hold the truth in {nominal:.3f} ± {tol:g} of maps",
+                        _coverage_text(values),
+                        all(abs(v - nominal) <= tol for v in values.values()),
+                    )
+                )
+            if bins:
+                worst = max(bins, key=lambda b: abs(bins[b][key] - nominal))
+                out.append(
+                    _claim(
+                        f"{label}: {level}% intervals, every trained and interpolated mass",
+                        f"(issue 14) {nominal:.3f} ± {tol:g} in every mass bin",
+                        f"worst {bins[worst][key]:.3f} ({worst}); "
+                        f"{sum(abs(b[key] - nominal) <= tol for b in bins.values())} of "
+                        f"{len(bins)} bins within",
+                        all(abs(b[key] - nominal) <= tol for b in bins.values()),
+                    )
+                )
+        out += _width_claim(summary, estimator, label, sets)
+        extra = sets.get("extrapolated", {}).get("bins", [])
+        if extra:
+            nominal, tol = COVERAGE_TARGETS[68]
+            out.append(
+                _claim(
+                    f"{label}: 68% intervals at extrapolated masses",
+                    "(issue 14) wider or open, not falsely precise",
+                    ", ".join(
+                        f"{b['coverage_68']:.2f} ({b['bin']}e14, {b['open_fraction']:.0%} open)"
+                        for b in extra
+                    ),
+                    all(b["coverage_68"] >= nominal - tol for b in extra),
+                )
+            )
+        if "realistic" in sets:
+            c = sets["realistic"]
+            out.append(
+                _claim(
+                    f"{label}: intervals on the realistic profiles",
+                    "(issue 14) reported, not tuned",
+                    f"{c['coverage_68']:.3f} in 68%, {c['coverage_95']:.3f} in 95%",
+                    None,
+                )
+            )
+    return out
+
+
+def _width_claim(summary: dict, estimator: str, label: str, sets: Mapping) -> list[dict]:
+    """The median 68% width on the no-scatter set against the estimates' 16-84% spread."""
+    fits = (
+        summary["scatter"]["fits"]
+        if estimator == "network"
+        else (summary.get("baseline", {}).get("scatter_fits", {}))
+    )
+    name = next((n for n in sets if n.startswith("scatter") and float(n[7:]) == 0), None)
+    fit = fits.get(name, {}) if name else {}
+    if "robust_half_width" not in fit:
+        return []
+    spread = 2 * fit["robust_half_width"]
+    width = sets[name]["median_width_68_ln"]
+    return [
+        _claim(
+            f"{label}: 68% interval width, no-scatter set",
+            f"(issue 14) median width within {WIDTH_TOLERANCE:.0%} of the estimates' 16-84% spread",
+            f"{width:.3f} vs spread {spread:.3f} ({width / spread - 1:+.0%})",
+            abs(width / spread - 1) <= WIDTH_TOLERANCE,
+            "the intervals carry the intrinsic scatter of the validation maps; this set has none",
+        )
+    ]
+
+
 #: The claims table, in order: each function takes the summary (and ``sigma_int``,
 #: ``train_masses_1e14`` by keyword) and returns its rows, none where its block is absent.
 CLAIMS: tuple[Callable[..., list[dict]], ...] = (
@@ -416,6 +515,7 @@ CLAIMS: tuple[Callable[..., list[dict]], ...] = (
     realistic_claims,
     baseline_claims,
     filter_target_claims,
+    coverage_claims,
     sz_map_claim,
 )
 

@@ -406,3 +406,61 @@ def figure_baseline(
     axes[2].set_xlabel("true M200c [1e14 Msun]")
     fig.suptitle("Network against matched filter on the same test maps")
     save(fig, out_paths, dpi=dpi)
+
+
+def figure_coverage(
+    *, summary: Mapping[str, Any], out_paths: Sequence[str], dpi: int = 150
+) -> None:
+    """Figure 8 (issue 14): per estimator, how often the 68% and 95% intervals hold the true
+    mass per mass bin of the grid and scatter sets, against the nominal rates and the targets'
+    tolerance; below, the PIT histograms of the scatter sets (flat when the intervals are
+    right)."""
+    from .claims import COVERAGE_TARGETS, ESTIMATOR_LABELS
+
+    if not isinstance(summary, Mapping):
+        summary = json.loads(Path(summary).read_text())
+    block = summary.get("coverage", {})
+    estimators = [e for e in ESTIMATOR_LABELS if e in block] or list(block)
+    n = max(1, len(estimators))
+    fig, axes = plt.subplots(2, n, figsize=(5.5 * n, 8), squeeze=False)
+    for col, estimator in enumerate(estimators):
+        sets = block[estimator]
+        ax = axes[0, col]
+        for nominal, tol in COVERAGE_TARGETS.values():
+            ax.axhspan(nominal - tol, nominal + tol, color="0.9", zorder=0)
+            ax.axhline(nominal, color="0.4", lw=1, ls=":")
+        for name, c in sets.items():
+            style = SET_STYLE.get(name, {"marker": "D", "color": "C2", "label": name})
+            x = [b["m200c"] / _E14 for b in c["bins"]]
+            for level, fill in ((68, style["color"]), (95, "none")):
+                ax.plot(
+                    x,
+                    [b[f"coverage_{level}"] for b in c["bins"]],
+                    ls="none",
+                    marker=style["marker"],
+                    mec=style["color"],
+                    mfc=fill,
+                    label=f"{style['label']}, {level}%",
+                )
+        ax.set_xscale("log")
+        ax.set_ylim(0.4, 1.02)
+        ax.set_xlabel("true M200c [1e14 Msun]")
+        ax.set_ylabel("fraction of true masses inside the interval")
+        ax.set_title(f"{ESTIMATOR_LABELS.get(estimator, estimator)}: coverage per mass")
+        ax.legend(fontsize=6, ncol=2, loc="lower left")
+        ax = axes[1, col]
+        for k, (name, c) in enumerate(
+            (n_, c_) for n_, c_ in sets.items() if n_.startswith("scatter")
+        ):
+            hist = np.asarray(c.get("pit_histogram", []), float)
+            if hist.sum() > 0:
+                density = hist / hist.sum() * hist.size
+                ax.stairs(density, np.linspace(0, 1, hist.size + 1), color=f"C{k}", label=name)
+        ax.axhline(1.0, color="0.4", lw=1, ls=":")
+        ax.set_xlabel("PIT: F(estimate | true mass)")
+        ax.set_ylabel("density")
+        ax.set_ylim(0, None)
+        ax.set_title("PIT, scatter sets (flat = right)")
+        ax.legend(fontsize=8)
+    fig.suptitle("Per-cluster intervals: coverage (shaded: target tolerance) and PIT")
+    save(fig, out_paths, dpi=dpi)

@@ -17,6 +17,7 @@ import pandas as pd
 from ..io import open_shard, write_csv_atomic, write_text_atomic
 from . import stats
 from .claims import PAPER_MEAN_R, claims
+from .coverage import coverage_summary, markdown_lines
 
 log = logging.getLogger("szmass.summary")
 
@@ -222,6 +223,10 @@ def summarize(
                 mf_tables["realistic"], realistic_shard, **fit
             )
     per_mass = pd.concat([per_mass, *(pm for pm, _ in alternatives.values())], ignore_index=True)
+    summary["coverage"] = coverage_summary(
+        {"network": tables, "matched_filter": mf_tables if baseline_predictions else {}},
+        GRID_SETS,
+    )
     summary["sz_residual_ratio"] = sz_residual_ratios(maps)
     summary["sz_residual_masses"] = [f"{m:g}" for m in sz_masses_1e14]
     summary["smoke_test"] = smoke_test
@@ -369,6 +374,7 @@ def markdown(summary: dict) -> str:
             f"| {c['claim']} | {c['paper']} | {c['ours']} | {c['verdict']} | {c['note']} |"
         )
     lines += _estimator_table(summary)
+    lines += markdown_lines(summary.get("coverage", {}))
     for name, block in summary["per_mass"].items():
         lines += [
             "",

@@ -195,9 +195,10 @@ def read_model_dir(model_dir: str | os.PathLike) -> dict[str, Any]:
             "fixed_m200c_msun": float(npz["fixed_m200c_msun"]),
             "calibration": json.loads(str(npz["calibration"])),
         }
-    calibration = None
+    calibration = belt = None
     if (model_dir / CALIBRATION).is_file():
-        calibration = json.loads((model_dir / CALIBRATION).read_text()).get("calibration")
+        network_calibration = json.loads((model_dir / CALIBRATION).read_text())
+        calibration, belt = network_calibration.get("calibration"), network_calibration.get("belt")
     return {
         "dir": model_dir,
         "model_path": model_dir / MODEL,
@@ -205,4 +206,5 @@ def read_model_dir(model_dir: str | os.PathLike) -> dict[str, Any]:
         "normalization": norm,
         "filter": mf,
         "calibration": calibration,
+        "belt": belt,
     }

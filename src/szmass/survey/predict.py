@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from ..calibration import apply_calibration
+from ..intervals import INTERVAL_COLUMNS, filter_intervals
 from ..io import write_csv_atomic
-from ..network.predict import load_network
+from ..network.predict import interval_columns, load_network
 from ..sky.maps import apodization_window
 from ..sky.profiles import m200c_to_m500c
 from .card import read_model_dir
@@ -40,8 +41,19 @@ HIGH_PASS = (0.75, 1.25)
 CHUNK = 512
 #: The flag of a cluster with nothing to report, and the flags beyond the cutout's.
 OK, Z_OUTSIDE, MASS_OUTSIDE = "ok", "z_outside_training", "mass_outside_training"
-#: Output columns added after the catalogue's own.
-OUTPUT_COLUMNS = ("m200c", "m200c_cal", "m500c", "mf_m200c", "mf_snr", "mf_ln_m_err", "flag")
+#: Output columns added after the catalogue's own: the network's estimate and its intervals
+#: (``szmass.intervals``; NaN for a model calibrated without them), the filter's, the flag.
+OUTPUT_COLUMNS = (
+    "m200c",
+    *INTERVAL_COLUMNS,
+    "m200c_cal",
+    "m500c",
+    "mf_m200c",
+    *(f"mf_{c}" for c in INTERVAL_COLUMNS),
+    "mf_snr",
+    "mf_ln_m_err",
+    "flag",
+)
 
 
 def check_beam(card: dict[str, Any], *, beam_fwhm_arcmin: float | None, map_path: Path) -> float:
@@ -132,11 +144,19 @@ def predict_catalogue(
     cal = model["calibration"]
     result = table.copy()
     result["m200c"] = m_est
+    network_intervals = interval_columns(m_est, model["belt"])
+    for column in INTERVAL_COLUMNS:
+        result[column] = network_intervals[column]
     result["m200c_cal"] = (
         apply_calibration(cal, amplitude=m_est, amplitude_err=0.0)["m200c_est"] if cal else np.nan
     )
     result["m500c"] = _m500c(m_est, z, card)
     result["mf_m200c"] = filt["m200c_est"]
+    mf_intervals = filter_intervals(
+        mf_amp, mf["sigma"], mf["calibration"], sigma_int=card["intrinsic_scatter_ln"]
+    )
+    for column in INTERVAL_COLUMNS:
+        result[f"mf_{column}"] = mf_intervals[column]
     result["mf_snr"] = mf_amp / mf["sigma"]
     result["mf_ln_m_err"] = filt["ln_m_err"]
     result["flag"] = _flags(cutout_flags, z, m_est, card)

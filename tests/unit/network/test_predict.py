@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from szmass.intervals import INTERVAL_COLUMNS
 from szmass.network import predict as predict_mod
 from szmass.network.dataset import read_normalization, write_normalization
 from szmass.network.model import build_mresunet
@@ -50,9 +51,10 @@ def _predict(model16, shards, tmp_path, **kw):
 def test_predictions_table_and_mean_maps(model16, shards16, tmp_path):
     table = _predict(model16, shards16, tmp_path)
     written = pd.read_csv(tmp_path / "predictions.csv")
-    assert list(written.columns) == [*PREDICTION_COLUMNS, "m200c_cal", "m200c_tpl"]
+    intervals = [*INTERVAL_COLUMNS, "m200c_belt", "pit"]
+    assert list(written.columns) == [*PREDICTION_COLUMNS, "m200c_cal", "m200c_tpl", *intervals]
     assert np.all(np.isfinite(written["m200c_tpl"]))
-    assert written["m200c_cal"].isna().all()  # no calibration given
+    assert written[["m200c_cal", *intervals]].isna().all().all()  # no calibration given
     n_test = TEST[1] - TEST[0]
     assert len(written) == len(MASSES) * n_test
     np.testing.assert_allclose(written["m200c_true"], np.repeat(np.array(MASSES) * 1e14, n_test))
@@ -225,3 +227,28 @@ def test_no_calibration_from_an_untrained_network(model16, tmp_path, monkeypatch
     assert result["calibration"] is None and "positive" in result["error"]
     assert read_calibration(out) is None
     assert np.isnan(calibrated(np.array([1e14]), read_calibration(out))).all()
+
+
+def test_the_validation_belt_gives_every_test_map_its_intervals(
+    model16, shards16, tmp_path, monkeypatch
+):
+    """calibrate_network fits the intervals' belt on the validation maps (a noisy response
+    here); predict_set then gives each test map ordered intervals and a PIT."""
+    rng = np.random.default_rng(0)
+    exact = _fake_predict(model16)
+
+    def noisy(net, inputs, progress):
+        out = exact(net, inputs, progress)
+        c = inputs.shape[1] // 2
+        out[:, c, c, 1] *= np.exp(rng.normal(0, 0.2, len(out))).astype(np.float32)
+        return out
+
+    monkeypatch.setattr(predict_mod, "_predict", noisy)
+    cal = tmp_path / "calibration.json"
+    belt = _calibrate(model16, cal)["belt"]
+    assert len(belt["ln_m200c"]) == len(MASSES) and belt["n_maps"][0] >= 3
+    monkeypatch.undo()
+    table = _predict(model16, shards16, tmp_path, calibration_path=str(cal))
+    lo2, lo, hi, hi2 = (table[c].to_numpy() for c in INTERVAL_COLUMNS[:4])
+    assert np.all((lo2 <= lo) & (lo <= hi) & (hi <= hi2)) and np.all(lo2 >= 0)
+    assert np.all((table["pit"] >= 0) & (table["pit"] <= 1))
