@@ -53,6 +53,7 @@ rule baseline_set:
         sky=canonical(config["sky"]),
         cluster=canonical(cluster_params()),
         baseline=canonical(config["baseline"]),
+        sigma_int=config["cluster"]["sigma_int"],
     log:
         "logs/baseline_set/{eval_set}.log",
     benchmark:

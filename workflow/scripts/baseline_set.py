@@ -15,5 +15,6 @@ baseline_set(
     sky=snakemake.params.sky,
     cluster=snakemake.params.cluster,
     baseline=snakemake.params.baseline,
+    sigma_int=snakemake.params.sigma_int,
     out_predictions=snakemake.output[0],
 )

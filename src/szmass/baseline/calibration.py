@@ -130,9 +130,12 @@ def baseline_set(
     cluster: dict[str, Any],
     baseline: dict[str, Any],
     out_predictions: str,
+    sigma_int: float,
 ) -> pd.DataFrame:
     """Matched-filter masses for every map of a test set: the network's table layout plus the
-    amplitude, its error, the fixed- and best-scale S/N and the first-order ln M error."""
+    amplitude, its error, the fixed- and best-scale S/N, the first-order ln M error, and the
+    intervals (``intervals.filter_intervals``, with ``sigma_int`` the log-normal intrinsic
+    scatter of the amplitude at fixed mass) with the PIT of the true mass."""
     calibration = read_calibration(calibration_path, baseline=baseline)
     setup = _filter_setup(spectra_path, sky, baseline)
     parts = []
@@ -149,7 +152,7 @@ def baseline_set(
             est["amplitude_fixed"],
             est["amplitude_fixed_err"],
             calibration["calibration"],
-            sigma_int=cluster["sigma_int"],
+            sigma_int=sigma_int,
             m200c_true=ds.m200c.values,
         )
         ids = ds.cluster_id.values if "cluster_id" in ds else ds.realization.values

@@ -492,10 +492,15 @@ def _width_claim(summary: dict, estimator: str, label: str, sets: Mapping) -> li
         return []
     spread = 2 * fit["robust_half_width"]
     width = sets[name]["median_width_68_ln"]
+    claim = f"{label}: 68% interval width, no-scatter set"
+    paper = f"(issue 14) median width within {WIDTH_TOLERANCE:.0%} of the estimates' 16-84% spread"
+    if not (spread > 0 and math.isfinite(width)):
+        row = _claim(claim, paper, f"{width:.3g} vs spread {spread:.3g}", None)
+        return [_unassessed(row, "the spread is 0 or the median width is not finite")]
     return [
         _claim(
-            f"{label}: 68% interval width, no-scatter set",
-            f"(issue 14) median width within {WIDTH_TOLERANCE:.0%} of the estimates' 16-84% spread",
+            claim,
+            paper,
             f"{width:.3f} vs spread {spread:.3f} ({width / spread - 1:+.0%})",
             abs(width / spread - 1) <= WIDTH_TOLERANCE,
             "the intervals carry the intrinsic scatter of the validation maps; this set has none",
