@@ -260,7 +260,13 @@ def train_model(
     saved = ckpt_dir / "state.json"
     if saved.exists() and json.loads(saved.read_text()).get("fingerprint") == fp:
         state = json.loads(saved.read_text())
-        net = keras.saving.load_model(ckpt_dir / state["last_file"])
+        from .readout import ReadoutMSE  # the loss of readout_weight > 0, named explicitly:
+        # the decorator's registration happens only where readout was imported before
+
+        net = keras.saving.load_model(
+            ckpt_dir / state["last_file"],
+            custom_objects={keras.saving.get_registered_name(ReadoutMSE): ReadoutMSE},
+        )
         for var, value in zip(rng_state_variables(net), state["rng_states"], strict=True):
             var.assign(np.asarray(value, dtype=var.dtype))
         log.info("resuming from the checkpoint after epoch %d", state["epochs_done"])

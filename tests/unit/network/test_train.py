@@ -294,6 +294,20 @@ def test_same_settings_resume_the_checkpoint(runs, prepared8, tmp_path):
     assert not (out / OUTPUTS[0]).exists()
 
 
+def test_a_readout_weighted_checkpoint_resumes_in_a_fresh_process(prepared8, tmp_path, monkeypatch):
+    """The checkpoint's .keras holds the ReadoutMSE loss; a new process (the workflow's rerun)
+    has not imported szmass.network.readout, so its class is not registered: resuming must
+    name it. (Found when a killed CPU run would not resume.)"""
+    weighted = {**TRAINING, "readout_weight": 0.1}
+    _train(prepared8, tmp_path / "out", cap=1, training=weighted)
+    registry = keras.saving.get_custom_objects()
+    for name in [k for k in registry if k.endswith(">ReadoutMSE")]:
+        monkeypatch.delitem(registry, name)  # as in a process that never imported readout
+    state, log = _train(prepared8, tmp_path / "out", cap=0, training=weighted)
+    assert "resuming from the checkpoint after epoch 1" in log
+    assert state["epochs_done"] == 1
+
+
 def _copy_set(src: Path, dest: Path, edit=None) -> Path:
     """A copy of a prepared set (train.zarr, val.zarr, normalization.json), ``edit(name, ds)``
     applied to each zarr set."""
