@@ -472,9 +472,13 @@ def main() -> None:
         return
     import yaml
 
-    for path, what in ((args.spectra, "spectra table"), (args.config, "config")):
-        if not Path(path).is_file():
-            raise SystemExit(f"{what} {path} does not exist (see --help)")
+    if not Path(args.spectra).is_file():
+        raise SystemExit(
+            f"spectra table {args.spectra} does not exist: make it with `snakemake --cores 2 "
+            "results/spectra/spectra.ecsv` or give --spectra"
+        )
+    if not Path(args.config).is_file():
+        raise SystemExit(f"config {args.config} does not exist")
     nemo_tool("nemo")
     config = yaml.safe_load(Path(args.config).read_text())
     print(
