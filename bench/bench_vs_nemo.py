@@ -322,28 +322,23 @@ def estimates(truth, nemo, szmass, *, model: str) -> dict:
     model_files = read_model_dir(model)
     cosmo = model_files["card"]["cosmology"]
     z = szmass["z"].to_numpy()
-    mf, err = szmass["mf_m200c"].to_numpy(), szmass["mf_ln_m_err"].to_numpy()
-    good = np.isfinite(mf) & (mf > 0)
 
-    def to500(m200):  # as predict converts its network's M200c (diemer15 at the row's z)
-        out = np.full(len(m200), np.nan)
+    def to500(m200):  # as predict converts its network's M200c (diemer15 at the row's z);
+        m200 = np.asarray(m200, dtype=float)  # open bounds (0, inf) stay open
+        out = np.where(np.isfinite(m200) & (m200 > 0), np.nan, m200)
+        good = np.isfinite(m200) & (m200 > 0)
         for zi in np.unique(z[good]):
             sel = good & (z == zi)
             out[sel] = m200c_to_m500c(m200[sel], z=float(zi), cosmo=cosmo)
         return out
 
-    # The filter's interval widened by the intrinsic scatter the model was trained with,
-    # taken to ln M through the calibration's slope b (ln M = a + b ln A, A ~ Y)
-    b = abs(model_files["filter"]["calibration"]["b"])
-    err_int = np.hypot(err, b * float(model_files["card"]["intrinsic_scatter_ln"]))
+    def with_interval(prefix):  # szmass.intervals' 68% interval; None where it has none
+        lo, hi = szmass[f"{prefix}m200c_lo16"], szmass[f"{prefix}m200c_hi84"]
+        return (None, None) if lo.isna().all() else (to500(lo), to500(hi))
+
     out = {
-        "szmass network": (szmass["m500c"].to_numpy(), None, None),
-        "szmass filter": (to500(mf), to500(mf * np.exp(-err)), to500(mf * np.exp(err))),
-        "szmass filter, + sigma_int": (
-            to500(mf),
-            to500(mf * np.exp(-err_int)),
-            to500(mf * np.exp(err_int)),
-        ),
+        "szmass network": (szmass["m500c"].to_numpy(), *with_interval("")),
+        "szmass filter": (to500(szmass["mf_m200c"]), *with_interval("mf_")),
     }
     nemo = by_name(nemo, truth["name"])
     for col in ("M500cUncorr", "M500c"):  # nemoMass: units of 1e14 Msun, 0 where no mass

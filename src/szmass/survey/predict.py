@@ -312,4 +312,12 @@ def describe(model_dir: str | os.PathLike) -> str:
     lines.append(
         f"  matched filter: fixed scale M200c {model['filter']['fixed_m200c_msun'] / 1e14:g}e14"
     )
+    belt = model["belt"]
+    lines.append(
+        "  intervals: the network's from a belt of "
+        f"{min(belt['n_maps'])}-{max(belt['n_maps'])} validation maps per mass, "
+        f"M200c {np.exp(belt['ln_m200c'][0]) / 1e14:g}-{np.exp(belt['ln_m200c'][-1]) / 1e14:g}e14"
+        if belt
+        else "  intervals: the filter's only (this model's calibration.json has no belt)"
+    )
     return "\n".join(lines)
