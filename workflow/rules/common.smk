@@ -1,6 +1,10 @@
 import json
+import subprocess
 import sys
 from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 # Check the config with this checkout's szmass, as the rule scripts do (workflow/scripts/_bootstrap.py).
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
@@ -117,3 +121,39 @@ def predict_target_inputs(wildcards):
 
 def predict_outputs():
     return [f"results/predict/{t['name']}.csv" for t in config["predict"]["targets"]]
+
+
+def check_slurm_cores():
+    """Under the SLURM executor, refuse a run whose jobs ask for more CPUs than one node of
+    their partition has: SLURM would keep them pending for ever (`Reason=PartitionConfig`)
+    without an error. `cores` in profiles/slurm is what train_model and the prediction rules
+    ask for (`threads: workflow.cores`)."""
+    plugin = workflow.executor_plugin
+    if plugin is None or plugin.cli_prefix != "slurm":
+        return
+    from szmass.slurm import oversized_jobs, query_node_cpus
+
+    jobs = [
+        (
+            job.rule.name,
+            job.resources.get("cpus_per_task") or job.threads,
+            job.resources.get("slurm_partition"),
+        )
+        for job in workflow.dag.needrun_jobs()
+        if not job.is_local
+    ]
+    try:
+        cpus = query_node_cpus()
+    except (OSError, subprocess.CalledProcessError) as e:  # the check must not stop a run
+        logger.warning(f"could not check the jobs' CPUs against the nodes' (sinfo: {e})")
+        return
+    problems = oversized_jobs(jobs, cpus)
+    if problems:
+        raise WorkflowError(
+            "these jobs can never start on this cluster (lower `cores` in the SLURM profile, "
+            "or choose a partition with larger nodes):\n  " + "\n  ".join(problems)
+        )
+
+
+onstart:
+    check_slurm_cores()
