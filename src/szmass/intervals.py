@@ -17,7 +17,7 @@ mean relation, d the log-normal intrinsic scatter sigma_int and n the analytic n
 turned into a mass by the calibration. nemo instead takes the quantiles of a posterior, the
 likelihood of y_c times a flat prior in ln M (its ``M500cUncorr``); at low S/N that
 likelihood stays finite as M -> 0, so the interval depends on how far down the prior reaches
-(on synthetic clusters at S/N ~2-10, a prior from 1e12 Msun covered 64% at 68%). The belt has
+(on synthetic clusters at S/N 2-50, a prior from 1e12 Msun covered 64% at 68%). The belt has
 no prior: it covers at every mass, non-detections (A <= 0) included.
 
 Both give the columns ``INTERVAL_COLUMNS`` and, where the truth is known, the PIT (the
