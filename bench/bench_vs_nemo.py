@@ -5,6 +5,9 @@ at the same cluster positions, in one run.
     python bench/bench_vs_nemo.py [--threads 2] [--model results/cpu/model]
         [--spectra results/spectra/spectra.ecsv] [--single-scale] [--keep DIR]
 
+Without the workflow's spectra table (a fresh clone), the config's spectra are computed first
+(CAMB, seconds).
+
 The map is the project's survey-like test map (``szmass.survey.testmap``, the config's
 ``survey_map`` section: clusters of known M200c and M500c at z = 0.7, A10 profiles with 20%
 log-normal scatter in Y, CMB + foregrounds + white noise). On it:
@@ -467,11 +470,6 @@ def main() -> None:
         return
     import yaml
 
-    if not Path(args.spectra).is_file():
-        raise SystemExit(
-            f"spectra table {args.spectra} does not exist: make it with `snakemake --cores 2 "
-            "results/spectra/spectra.ecsv` or give --spectra"
-        )
     if not Path(args.config).is_file():
         raise SystemExit(f"config {args.config} does not exist")
     nemo_tool("nemo")
@@ -484,7 +482,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        inputs = make_inputs(work, spectra=Path(args.spectra), config=config)
+        spectra = Path(args.spectra)
+        if not spectra.is_file():  # a fresh clone: the workflow's compute_spectra, here
+            from szmass.sky.spectra import compute_spectra, write_spectra
+
+            print(f"{spectra} does not exist: computing the config's spectra (CAMB, ~15 s)")
+            t0 = time.perf_counter()
+            spectra = work / "spectra.ecsv"
+            write_spectra(
+                compute_spectra(
+                    cosmology=config["cosmology"],
+                    lmax_camb=config["spectra"]["lmax_camb"],
+                    lmax=config["spectra"]["lmax"],
+                    foregrounds=config["spectra"]["foregrounds"],
+                ),
+                spectra,
+            )
+            print(f"  spectra computed in {time.perf_counter() - t0:.0f} s")
+        inputs = make_inputs(work, spectra=spectra, config=config)
         truth = inputs["truth"]
         print(
             f"survey-like map: {inputs['shape'][1]} x {inputs['shape'][0]} px of "
