@@ -156,7 +156,11 @@ def make_callback(
                     "images_per_s": n_train / steady,
                 }
             )
-            score = val[select_by]
+            score = (
+                val["val_width"] + abs(val["val_mean_ln"])
+                if select_by == "val_width_bias"
+                else val[select_by]
+            )
             if score < state["best_score"]:
                 state.update(
                     best_score=score,

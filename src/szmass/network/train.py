@@ -59,7 +59,9 @@ RECIPE_DEFAULTS = {
     "schedule": "plateau",
     "ema_momentum": 0.0,
 }
-SELECT_BY = ("val_loss", "val_width")
+#: What picks the best epoch: the map-wide loss, the estimate's robust width, or that width plus
+#: the absolute mean ln ratio (a narrow epoch that reads high or low loses to an unbiased one).
+SELECT_BY = ("val_loss", "val_width", "val_width_bias")
 SCHEDULES = ("plateau", "cosine")
 #: Training inputs the batch-norm statistics are recomputed on (every k-th map: all masses).
 BN_RECALIBRATION_MAPS = 1024

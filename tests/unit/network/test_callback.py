@@ -281,3 +281,37 @@ def test_the_moving_average_survives_a_checkpoint(tmp_path):
     resumed.fit(x, y, batch_size=4, epochs=2, initial_epoch=1, shuffle=False, verbose=0)
     for got, want in zip(_weights(resumed), _weights(straight), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_width_bias_selection_prefers_the_unbiased_epoch(tmp_path):
+    """select_by val_width_bias: width + |mean ln|; the narrowest epoch (0.18) reads 8% high,
+    so the unbiased one (0.19 + 0.00) is kept."""
+    net = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    net.compile(optimizer=keras.optimizers.Adam(RECIPE["learning_rate"]), loss="mse")
+    state = {
+        "best_score": float("inf"),
+        "best_epoch": 0,
+        "wait_lr": 0,
+        "wait_stop": 0,
+        "stopped_early": False,
+        "history": [],
+    }
+    vals = iter([(0.25, 0.0), (0.19, 0.0), (0.18, 0.08), (0.185, -0.03)])
+
+    def validate(_net):
+        width, mean = next(vals)
+        return {"val_loss": 1.0, "val_mean_ln": mean, "val_width": width}
+
+    callback = make_callback(
+        ckpt_dir=tmp_path,
+        state=state,
+        training={**RECIPE, "select_by": "val_width_bias"},
+        n_train=8,
+        validate=validate,
+        draw_seconds={},
+    )
+    callback.set_model(net)
+    for epoch in range(4):
+        callback.on_epoch_begin(epoch)
+        callback.on_epoch_end(epoch, {"loss": 1.0})
+    assert state["best_epoch"] == 2 and state["best_score"] == pytest.approx(0.19)
