@@ -81,6 +81,7 @@ def test_coverage_claims_agree_for_right_intervals_and_differ_for_wrong_ones():
         assert right[f"mResUNet: {level}% intervals, scatter sets"]["verdict"] == "differs"
         bins = right[f"mResUNet: {level}% intervals, every trained and interpolated mass"]
         assert bins["verdict"] == "agrees", bins
+        assert "binomial noise of a 2000-map bin" in bins["note"]
     # the no-scatter set (its estimates spread 0.1, the intervals claim 0.2) over-covers, and
     # its intervals are twice its spread
     width = right["mResUNet: 68% interval width, no-scatter set"]
