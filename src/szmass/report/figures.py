@@ -429,8 +429,10 @@ def figure_coverage(
         for nominal, tol in COVERAGE_TARGETS.values():
             ax.axhspan(nominal - tol, nominal + tol, color="0.9", zorder=0)
             ax.axhline(nominal, color="0.4", lw=1, ls=":")
+        others = iter([("D", "C2"), ("v", "C4"), ("P", "C5"), ("X", "C7")])
         for name, c in sets.items():
-            style = SET_STYLE.get(name, {"marker": "D", "color": "C2", "label": name})
+            marker, colour = ("o", "C0") if name in SET_STYLE else next(others, ("D", "C2"))
+            style = SET_STYLE.get(name, {"marker": marker, "color": colour, "label": name})
             x = [b["m200c"] / _E14 for b in c["bins"]]
             for level, fill in ((68, style["color"]), (95, "none")):
                 ax.plot(
@@ -463,4 +465,5 @@ def figure_coverage(
         ax.set_title("PIT, scatter sets (flat = right)")
         ax.legend(fontsize=8)
     fig.suptitle("Per-cluster intervals: coverage (shaded: target tolerance) and PIT")
+    fig.subplots_adjust(hspace=0.3)
     save(fig, out_paths, dpi=dpi)
