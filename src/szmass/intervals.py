@@ -102,7 +102,8 @@ def _curve(belt: dict[str, Any], level: float, *, ties: str) -> np.ndarray:
 
 def belt_intervals(belt: dict[str, Any], m200c_est) -> dict[str, np.ndarray]:
     """The intervals of each estimate [Msun] (``INTERVAL_COLUMNS``) and ``m200c_belt``, the
-    inverted median curve (NaN outside the belt). Open bounds are 0 and inf."""
+    inverted median curve (NaN outside the belt). Open bounds are 0 and inf; an estimate <= 0
+    gets an upper limit, a NaN one (no estimate) NaN."""
     ln_est = _ln_est(m200c_est)
     ln_m = np.asarray(belt["ln_m200c"])
     out = {}
@@ -120,7 +121,8 @@ def belt_intervals(belt: dict[str, Any], m200c_est) -> dict[str, np.ndarray]:
     median = _curve(belt, 0.5, ties="low")
     inside = (ln_est >= median[0]) & (ln_est <= median[-1])
     out["m200c_belt"] = np.where(inside, np.exp(np.interp(ln_est, median, ln_m)), np.nan)
-    return out
+    missing = np.isnan(np.asarray(m200c_est, dtype=float))  # no estimate (off the map): no interval
+    return {k: np.where(missing, np.nan, v) for k, v in out.items()}
 
 
 def belt_pit(belt: dict[str, Any], m200c_true, m200c_est, *, seed: int = 0) -> np.ndarray:
