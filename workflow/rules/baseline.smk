@@ -6,6 +6,7 @@ rule calibrate_baseline:
             "baseline/calibration",
             "baseline/matched_filter",
             "calibration",
+            "intervals",
             "sky/cluster",
             "sky/profiles",
             "sky/maps",

@@ -79,7 +79,14 @@ rule summarize_results:
         realistic=REALISTIC_SHARD,
         model_summary="results/model/normalization.json",
         history="results/model/history.csv",
-        code=src("report/summary", "report/claims", "report/stats", "io"),
+        code=src(
+            "report/summary",
+            "report/claims",
+            "report/coverage",
+            "report/stats",
+            "intervals",
+            "io",
+        ),
     output:
         summary=report("results/summary.json", category="Summary"),
         markdown="results/summary.md",

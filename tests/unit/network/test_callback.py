@@ -29,8 +29,9 @@ RECIPE = {
 }
 
 
-def _make(tmp_path, widths, *, n_train=8, **recipe):
-    """A callback on a one-layer model whose validations score ``widths`` in turn."""
+def _make(tmp_path, widths, *, n_train=8, means=None, **recipe):
+    """A callback on a one-layer model whose validations score ``widths`` in turn (with mean
+    ln ratios ``means``, else 0)."""
     net = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     net.compile(optimizer=keras.optimizers.Adam(RECIPE["learning_rate"]), loss="mse")
     state = {
@@ -41,10 +42,11 @@ def _make(tmp_path, widths, *, n_train=8, **recipe):
         "stopped_early": False,
         "history": [],
     }
-    scores = iter(widths)
+    scores = iter(zip(widths, means or [0.0] * len(widths), strict=True))
 
     def validate(_net):
-        return {"val_loss": 1.0, "val_mean_ln": 0.0, "val_width": next(scores)}
+        width, mean = next(scores)
+        return {"val_loss": 1.0, "val_mean_ln": mean, "val_width": width}
 
     callback = make_callback(
         ckpt_dir=tmp_path,
@@ -286,31 +288,12 @@ def test_the_moving_average_survives_a_checkpoint(tmp_path):
 def test_width_bias_selection_prefers_the_unbiased_epoch(tmp_path):
     """select_by val_width_bias: width + |mean ln|; the narrowest epoch (0.18) reads 8% high,
     so the unbiased one (0.19 + 0.00) is kept."""
-    net = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    net.compile(optimizer=keras.optimizers.Adam(RECIPE["learning_rate"]), loss="mse")
-    state = {
-        "best_score": float("inf"),
-        "best_epoch": 0,
-        "wait_lr": 0,
-        "wait_stop": 0,
-        "stopped_early": False,
-        "history": [],
-    }
-    vals = iter([(0.25, 0.0), (0.19, 0.0), (0.18, 0.08), (0.185, -0.03)])
-
-    def validate(_net):
-        width, mean = next(vals)
-        return {"val_loss": 1.0, "val_mean_ln": mean, "val_width": width}
-
-    callback = make_callback(
-        ckpt_dir=tmp_path,
-        state=state,
-        training={**RECIPE, "select_by": "val_width_bias"},
-        n_train=8,
-        validate=validate,
-        draw_seconds={},
+    callback, _, state = _make(
+        tmp_path,
+        [0.25, 0.19, 0.18, 0.185],
+        means=[0.0, 0.0, 0.08, -0.03],
+        select_by="val_width_bias",
     )
-    callback.set_model(net)
     for epoch in range(4):
         callback.on_epoch_begin(epoch)
         callback.on_epoch_end(epoch, {"loss": 1.0})
