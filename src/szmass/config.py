@@ -211,6 +211,11 @@ def check_config(config: dict[str, Any]) -> None:
     lo, hi = config["scatter"]["mass_range"]
     if not lo < hi:
         raise ConfigError(f"config key 'scatter.mass_range': [{lo}, {hi}] must have lo < hi")
+    lo, hi = config["split"]["continuous_range"]
+    if not 0 < lo < hi:
+        raise ConfigError(
+            f"config key 'split.continuous_range': [{lo}, {hi}] must have 0 < lo < hi"
+        )
     sky = config["sky"]
     if 2 * sky["apodization_width_pix"] > sky["npix"]:
         raise ConfigError(
@@ -257,8 +262,49 @@ def grid_shards(config: dict[str, Any]) -> list[str]:
 
 
 def train_shards(config: dict[str, Any]) -> list[str]:
-    """Paths of the grid shards of the training masses."""
+    """Paths of the grid shards of the training masses (the matched filter calibrates on their
+    training realizations whatever ``split.masses`` is)."""
     return [f"results/sims/grid/M{mass_label(m)}.zarr" for m in config["split"]["train_masses"]]
+
+
+def continuous_shards(config: dict[str, Any]) -> list[str]:
+    """Paths of the continuous training-mass shards (none when ``split.masses`` is grid)."""
+    if config["split"]["masses"] != "continuous":
+        return []
+    return [f"results/sims/continuous/{part}.zarr" for part in ("train", "val")]
+
+
+def _continuous_sizes(config: dict[str, Any]) -> dict[str, int]:
+    """Maps per part of a continuous set: as many as the grid split trains and validates on."""
+    n_masses = len(config["split"]["train_masses"])
+    return {
+        part: n_masses * (config["split"][part][1] - config["split"][part][0])
+        for part in ("train", "val")
+    }
+
+
+def network_split(config: dict[str, Any]) -> dict[str, list[list]]:
+    """What the network trains and validates on, as ``[shard path, [start, stop)]`` parts:
+    the training masses' grid shards (realizations ``split.train`` and ``split.val``), or
+    with ``split.masses: continuous`` the whole of the continuous train and val shards."""
+    if config["split"]["masses"] == "continuous":
+        sizes = _continuous_sizes(config)
+        return {
+            part: [[f"results/sims/continuous/{part}.zarr", [0, sizes[part]]]]
+            for part in ("train", "val")
+        }
+    return {
+        part: [[path, list(config["split"][part])] for path in train_shards(config)]
+        for part in ("train", "val")
+    }
+
+
+def trained_masses(config: dict[str, Any]) -> list[float]:
+    """The masses [1e14 Msun] the network trains on: the grid's training masses, or the
+    ends of the continuous range (their min and max bound the trained range everywhere)."""
+    if config["split"]["masses"] == "continuous":
+        return [float(m) for m in config["split"]["continuous_range"]]
+    return list(config["split"]["train_masses"])
 
 
 def scatter_shards(config: dict[str, Any]) -> list[str]:
@@ -269,7 +315,8 @@ def scatter_shards(config: dict[str, Any]) -> list[str]:
 def shard_spec(config: dict[str, Any], set_name: str, name: str) -> dict[str, Any]:
     """The config slice one shard job needs (its ``params``), from its wildcards.
 
-    ``name`` is ``M{mass}`` for the grid, ``sigma{value}`` for the scatter sets.
+    ``name`` is ``M{mass}`` for the grid, ``sigma{value}`` for the scatter sets, ``train`` or
+    ``val`` for the continuous training-mass set.
     """
     common = {
         "seed": config["seed"],
@@ -299,6 +346,20 @@ def shard_spec(config: dict[str, Any], set_name: str, name: str) -> dict[str, An
             "sigma_int": by_label[label],
             "n_clusters": config["scatter"]["n_clusters"],
             "mass_range_1e14": config["scatter"]["mass_range"],
+        }
+    if set_name == "continuous":
+        if config["split"]["masses"] != "continuous" or name not in ("train", "val"):
+            raise ConfigError(
+                f"continuous shard {name}: needs split.masses: continuous and a name of "
+                "train or val"
+            )
+        return {
+            **common,
+            "set_name": "continuous",
+            "part": name,
+            "sigma_int": config["cluster"]["sigma_int"],
+            "n_clusters": _continuous_sizes(config)[name],
+            "mass_range_1e14": config["split"]["continuous_range"],
         }
     raise ConfigError(f"unknown simulation set {set_name!r}")
 

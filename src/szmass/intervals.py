@@ -45,6 +45,10 @@ LN_EST_FLOOR = np.log(1e10)
 #: The matched filter's belt: masses [Msun] and simulated amplitudes per mass.
 FILTER_BELT_MASSES = np.geomspace(1e13, 3e15, 100)
 FILTER_BELT_DRAWS = 4000
+#: A validation set with more distinct masses than this (continuous training masses, SPEC §3)
+#: is grouped into ``MASS_BINS`` bins of equal counts in ln M.
+MAX_DISTINCT_MASSES = 50
+MASS_BINS = 16
 
 
 def _ln_est(m_est) -> np.ndarray:
@@ -53,18 +57,42 @@ def _ln_est(m_est) -> np.ndarray:
         return np.where(np.isfinite(m) & (m > 0), np.log(np.where(m > 0, m, 1.0)), LN_EST_FLOOR)
 
 
+def mass_groups(m200c_true, m200c_est) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The validation maps grouped by true mass: (masses [Msun], each group's estimates).
+
+    On a grid every distinct mass is a group. With more than ``MAX_DISTINCT_MASSES`` masses
+    (a continuous set) the maps fall in ``MASS_BINS`` bins of equal counts in ln M; a bin's
+    mass is its mean ln M, and each estimate is moved to it along the local slope of the bins'
+    median ln M_est (M_est x (M_bin / M)^slope), so the bin's width does not widen its spread.
+    """
+    m_true = np.asarray(m200c_true, dtype=float)
+    m_est = np.asarray(m200c_est, dtype=float)
+    masses = np.unique(m_true)
+    if masses.size <= MAX_DISTINCT_MASSES:
+        return masses, [m_est[m_true == m] for m in masses]
+    ln_m = np.log(m_true)
+    order = np.argsort(ln_m, kind="stable")
+    bins = np.array_split(order, MASS_BINS)
+    centres = np.array([ln_m[b].mean() for b in bins])
+    medians = np.array([np.median(_ln_est(m_est[b])) for b in bins])
+    slope = np.gradient(medians, centres)
+    slope = np.where(np.isfinite(slope), slope, 1.0)
+    shift = zip(bins, centres, slope, strict=True)
+    groups = [m_est[b] * np.exp(-k * (ln_m[b] - c)) for b, c, k in shift]
+    return np.exp(centres), groups
+
+
 def fit_belt(m200c_true, m200c_est, *, levels=BELT_LEVELS, min_maps: int = 3) -> dict[str, Any]:
-    """The belt from maps of known mass: per distinct true mass the ``levels`` quantiles of
-    ln M_est, made non-decreasing in mass (a belt must be monotone to be inverted).
+    """The belt from maps of known mass: per true mass (``mass_groups``: distinct masses, or
+    bins of a continuous set) the ``levels`` quantiles of ln M_est, made non-decreasing in mass
+    (a belt must be monotone to be inverted).
 
     Raises ValueError with fewer than 2 masses or fewer than ``min_maps`` maps at a mass.
     """
-    m_true = np.asarray(m200c_true, dtype=float)
-    ln_est = _ln_est(m200c_est)
-    masses = np.unique(m_true)
+    masses, groups = mass_groups(m200c_true, m200c_est)
     if masses.size < 2:
         raise ValueError(f"a belt needs maps at 2 or more masses, got {masses.size}")
-    counts = np.array([(m_true == m).sum() for m in masses])
+    counts = np.array([g.size for g in groups])
     if counts.min() < min_maps:
         raise ValueError(
             f"a belt needs {min_maps} maps per mass; {masses[counts.argmin()]:.3g} Msun has "
@@ -74,10 +102,11 @@ def fit_belt(m200c_true, m200c_est, *, levels=BELT_LEVELS, min_maps: int = 3) ->
         log.warning(
             "a belt from %d maps per mass: its 2.5 and 97.5%% quantiles are rough", counts.min()
         )
-    q = np.array([np.quantile(ln_est[m_true == m], levels) for m in masses])
+    q = np.array([np.quantile(_ln_est(g), levels) for g in groups])
     q = np.maximum.accumulate(q, axis=0)
     return {
-        "method": "Neyman belt: quantiles of ln M_est per validation mass, interpolated in ln M",
+        "method": "Neyman belt: quantiles of ln M_est per validation mass (or mass bin), "
+        "interpolated in ln M",
         "levels": [float(v) for v in levels],
         "ln_m200c": np.log(masses).tolist(),
         "quantiles_ln_est": q.tolist(),

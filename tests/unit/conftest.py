@@ -83,9 +83,8 @@ def simulate_grid(directory: Path, *, npix: int, masses=MASSES, n=N_REALIZATIONS
 def split(shard_paths: list[str], out: Path) -> dict:
     """``split_dataset`` into ``out``/{train,val}.zarr and ``out``/normalization.json."""
     return split_dataset(
-        shard_paths=shard_paths,
-        train=list(TRAIN),
-        val=list(VAL),
+        train=[(p, list(TRAIN)) for p in shard_paths],
+        val=[(p, list(VAL)) for p in shard_paths],
         out_train=str(out / "train.zarr"),
         out_val=str(out / "val.zarr"),
         out_normalization=str(out / "normalization.json"),

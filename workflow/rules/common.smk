@@ -10,13 +10,16 @@ from snakemake.logging import logger
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from szmass.config import (
     check_config,
+    continuous_shards,
     eval_sets,
     grid_shards,
     mass_label,
+    network_split,
     REALISTIC_SHARD,
     scatter_shards,
     shard_spec,
     train_shards,
+    trained_masses,
     validate_config,
 )
 
@@ -41,7 +44,13 @@ def src(*modules):
 
 
 def all_shards():
-    return grid_shards(config) + scatter_shards(config)
+    return grid_shards(config) + scatter_shards(config) + continuous_shards(config)
+
+
+def network_split_shards():
+    """The shards the network trains and validates on (``network_split``), each once."""
+    parts = network_split(config)
+    return list(dict.fromkeys(path for part in parts.values() for path, _ in part))
 
 
 def shard_params(wildcards):

@@ -100,7 +100,7 @@ rule summarize_results:
         sets=list(eval_sets(config)),
         sigma_int=max(config["scatter"]["sigma_int"]),
         max_epochs=config["training"]["max_epochs"],
-        train_masses=config["split"]["train_masses"],
+        train_masses=trained_masses(config),
         evaluation=canonical(config["evaluation"]),
         seed=config["seed"],
     log:

@@ -43,7 +43,7 @@ rule plot_mass_recovery:
     output:
         figures("fig4_mass_recovery", "fig4.rst"),
     params:
-        train_masses=config["split"]["train_masses"],
+        train_masses=trained_masses(config),
         dpi=config["figures"]["dpi"],
     log:
         "logs/plot_mass_recovery.log",
@@ -104,7 +104,7 @@ rule plot_baseline:
     output:
         figures("fig7_baseline", "fig7.rst"),
     params:
-        train_masses=config["split"]["train_masses"],
+        train_masses=trained_masses(config),
         dpi=config["figures"]["dpi"],
     log:
         "logs/plot_baseline.log",

@@ -1,6 +1,6 @@
 wildcard_constraints:
-    set="grid|scatter",
-    name="M[0-9.]+|sigma[0-9.]+",
+    set="grid|scatter|continuous",
+    name="M[0-9.]+|sigma[0-9.]+|train|val",
 
 
 rule simulate_shard:

@@ -1,13 +1,13 @@
 rule split_dataset:
     input:
-        shards=train_shards(config),
+        shards=network_split_shards(),
         code=src("network/dataset", "io", "sky/profiles", "sky/cosmology", "sky/cluster", "units"),
     output:
         train=directory("results/datasets/train.zarr"),
         val=directory("results/datasets/val.zarr"),
         normalization="results/datasets/normalization.json",
     params:
-        split=canonical({k: config["split"][k] for k in ("train", "val")}),
+        split=network_split(config),
     log:
         "logs/split_dataset.log",
     benchmark:

@@ -60,7 +60,7 @@ rule write_model_card:
         sky=canonical(config["sky"]),
         cluster=canonical(config["cluster"]),
         baseline=canonical(config["baseline"]),
-        train_masses=config["split"]["train_masses"],
+        train_masses=trained_masses(config),
         model=canonical(config["model"]),
         training=canonical(config["training"]),
     log:

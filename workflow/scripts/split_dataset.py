@@ -1,4 +1,5 @@
-"""split_dataset: training and validation sets (network-ready) from the training-mass shards."""
+"""split_dataset: training and validation sets (network-ready) from the training-mass shards
+(the grid's training masses, or the continuous train and val shards)."""
 
 import _bootstrap  # noqa: F401  (src/ on sys.path)
 
@@ -8,7 +9,6 @@ from szmass.network.dataset import split_dataset
 snakemake = globals()["snakemake"]
 setup_logging(snakemake.log[0])
 split_dataset(
-    shard_paths=list(snakemake.input.shards),
     train=snakemake.params.split["train"],
     val=snakemake.params.split["val"],
     out_train=snakemake.output.train,

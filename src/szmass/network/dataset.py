@@ -77,28 +77,15 @@ def shard_cosmology(ds: xr.Dataset) -> dict[str, Any]:
     return {k.removeprefix("cosmo_"): v for k, v in ds.attrs.items() if k.startswith("cosmo_")}
 
 
-def normalization_from_training(
-    shards: Sequence[xr.Dataset], *, realizations: range
-) -> dict[str, Any]:
-    """The constants of the preparation, from the training realizations of the training shards."""
-    sky_max = max(
-        float(abs(ds.sky.isel(realization=slice(realizations.start, realizations.stop))).max())
-        for ds in shards
-    )
-    sz_max = max(
-        float(abs(ds.sz.isel(realization=slice(realizations.start, realizations.stop))).max())
-        for ds in shards
-    )
-    masses = np.concatenate(
-        [
-            ds.m200c.isel(realization=slice(realizations.start, realizations.stop)).values
-            for ds in shards
-        ]
-    )
-    first = shards[0]
+def normalization_from_training(parts: Sequence[tuple[xr.Dataset, range]]) -> dict[str, Any]:
+    """The constants of the preparation, from the training realizations: ``parts`` is each
+    training shard with the realizations of it that are trained on."""
+    pieces = [ds.isel(realization=slice(rng.start, rng.stop)) for ds, rng in parts]
+    masses = np.concatenate([ds.m200c.values for ds in pieces])
+    first = parts[0][0]
     return {
-        "sky_scale": sky_max,
-        "sz_scale": sz_max,
+        "sky_scale": max(float(abs(ds.sky).max()) for ds in pieces),
+        "sz_scale": max(float(abs(ds.sz).max()) for ds in pieces),
         "m_norm_msun": float(masses.mean()),
         "npix": int(first.sizes["x"]),
         "pixel_arcmin": float(first.attrs["sky_pixel_arcmin"]),
@@ -201,33 +188,31 @@ def _as_dataset(arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> xr.Data
 
 def split_dataset(
     *,
-    shard_paths: Sequence[str],
-    train: Sequence[int],
-    val: Sequence[int],
+    train: Sequence[tuple[str, Sequence[int]]],
+    val: Sequence[tuple[str, Sequence[int]]],
     out_train: str,
     out_val: str,
     out_normalization: str,
 ) -> dict[str, Any]:
-    """Build the training and validation sets from the training-mass grid shards.
+    """Build the training and validation sets (``config.network_split``).
 
-    ``train`` and ``val`` are [start, stop) realization ranges. The normalization constants
-    come from the training realizations only.
+    ``train`` and ``val`` are ``(shard path, [start, stop))`` parts: the training masses' grid
+    shards with the train and val realization ranges, or the continuous train and val shards
+    whole. The normalization constants come from the training part only.
     """
-    shards = [open_shard(path) for path in shard_paths]
-    norm = normalization_from_training(shards, realizations=range(*train))
+    paths = list(dict.fromkeys(p for p, _ in [*train, *val]))
+    shards = {p: open_shard(p) for p in paths}
+    norm = normalization_from_training([(shards[p], range(*rng)) for p, rng in train])
     # Prepare both sets before writing either, so a bad map leaves nothing behind.
     sets = {}
-    for name, rng in (("train", train), ("val", val)):
-        parts = [
-            prepare(ds, norm, realizations=slice(*rng), where=str(p))
-            for ds, p in zip(shards, shard_paths, strict=True)
-        ]
-        sets[name] = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
-    for name, rng, out in (("train", train, out_train), ("val", val, out_val)):
+    for name, parts in (("train", train), ("val", val)):
+        prepared = [prepare(shards[p], norm, realizations=slice(*rng), where=p) for p, rng in parts]
+        sets[name] = {k: np.concatenate([part[k] for part in prepared]) for k in prepared[0]}
+    for name, parts, out in (("train", train, out_train), ("val", val, out_val)):
         attrs = {
             "set": name,
-            "realizations": list(rng),
-            "shards": [str(p) for p in shard_paths],
+            "realizations": [list(rng) for _, rng in parts],
+            "shards": [str(p) for p, _ in parts],
             "label_names": ["sz", "mass"],
             **{f"norm_{k}": v for k, v in norm.items()},
         }

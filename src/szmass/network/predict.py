@@ -22,7 +22,7 @@ import pandas as pd
 import xarray as xr
 
 from ..calibration import apply_calibration, fit_calibration
-from ..intervals import INTERVAL_COLUMNS, belt_intervals, belt_pit, fit_belt
+from ..intervals import INTERVAL_COLUMNS, belt_intervals, belt_pit, fit_belt, mass_groups
 from ..io import (
     PREDICTION_COLUMNS,
     map_cluster_names,
@@ -177,8 +177,8 @@ def calibrate_network(
     centre = model_norm["npix"] // 2
     out = _predict(net, inputs, Progress(len(inputs), "validation maps", log))
     est = out[:, centre, centre, 1].astype(float) * model_norm["m_norm_msun"]
-    masses = np.unique(m_true)
-    medians = np.array([np.median(est[m_true == m]) for m in masses])
+    masses, groups = mass_groups(m_true, est)  # distinct masses, or bins of continuous ones
+    medians = np.array([np.median(g) for g in groups])
     try:
         fit, error = fit_calibration(amplitude=medians, m200c_msun=masses, method="forward"), None
         if fit["b"] <= 0:
@@ -193,7 +193,7 @@ def calibrate_network(
         log.warning("%s; the interval columns will be NaN", belt_error)
     result = {
         "method": "forward fit of ln(median raw estimate) on ln M over the validation "
-        "realizations of the training masses, inverted",
+        "realizations of the training masses (or mass bins of continuous ones), inverted",
         "calibration": fit,
         "error": error,
         "masses": masses.tolist(),

@@ -23,7 +23,9 @@ from .spectra import read_spectra
 
 log = logging.getLogger("szmass.simulate")
 
-SET_CODES = {"grid": 1, "scatter": 2, "realistic": 3, "fresh": 4}
+SET_CODES = {"grid": 1, "scatter": 2, "realistic": 3, "fresh": 4, "continuous": 5}
+#: The parts of a continuous training-mass set; each draws from its own streams.
+CONTINUOUS_PARTS = {"train": 0, "val": 1}
 COMPONENT_CODES = {"field": 0, "noise": 1, "scatter": 2, "mass": 3}
 CHUNK = 100  # maps per FFT batch; fixed so that results never depend on it
 BEAM_CUTOFF = 1e-5  # the spectra table must reach an l where the beam is below this
@@ -50,6 +52,21 @@ def scatter_set_masses(
     lo, hi = mass_range_1e14
     return np.array(
         [map_rng(seed, "scatter", i, 0, "mass").uniform(lo, hi) * 1e14 for i in range(n_clusters)]
+    )
+
+
+def continuous_set_masses(
+    *, seed: int, part: str, n_clusters: int, mass_range_1e14: tuple[float, float]
+) -> np.ndarray:
+    """M200c [Msun] of a continuous training-mass set (SPEC §3 ``continuous``): log-uniform in
+    ``mass_range_1e14``, cluster i of ``part`` ("train" or "val") from its own stream."""
+    lo, hi = np.log(mass_range_1e14)
+    code = CONTINUOUS_PARTS[part]
+    return np.array(
+        [
+            np.exp(map_rng(seed, "continuous", i, code, "mass").uniform(lo, hi)) * 1e14
+            for i in range(n_clusters)
+        ]
     )
 
 
@@ -242,6 +259,7 @@ def simulate_shard(
     n_realizations: int | None = None,
     n_clusters: int | None = None,
     mass_range_1e14: tuple[float, float] | None = None,
+    part: str | None = None,
     threads: int = 1,
 ) -> xr.Dataset:
     """Simulate one shard and write it to ``out_path`` (Zarr, atomically).
@@ -249,6 +267,8 @@ def simulate_shard(
     ``set_name="grid"``: ``n_realizations`` maps of one mass ``mass_1e14`` [1e14 Msun].
     ``set_name="scatter"``: ``n_clusters`` clusters with masses uniform in ``mass_range_1e14``,
     one map each (realization i is cluster i).
+    ``set_name="continuous"``: the ``part`` ("train" or "val") of a continuous training-mass
+    set, ``n_clusters`` clusters log-uniform in ``mass_range_1e14``, one map each.
     """
     from ..io import write_zarr_atomic
 
@@ -270,8 +290,25 @@ def simulate_shard(
         keys = np.arange(n_clusters)
         realizations = np.zeros(n_clusters, dtype=int)
         shard_attrs = {"mass_range_1e14": list(mass_range_1e14), "realization_is": "cluster id"}
+    elif set_name == "continuous":
+        if n_clusters is None or mass_range_1e14 is None or part not in CONTINUOUS_PARTS:
+            raise ValueError(
+                "a continuous shard needs n_clusters, mass_range_1e14 and part "
+                f"(one of {sorted(CONTINUOUS_PARTS)}; got {part!r})"
+            )
+        m200c = continuous_set_masses(
+            seed=seed, part=part, n_clusters=n_clusters, mass_range_1e14=tuple(mass_range_1e14)
+        )
+        keys = np.arange(n_clusters)
+        realizations = np.full(n_clusters, CONTINUOUS_PARTS[part])
+        shard_attrs = {
+            "mass_range_1e14": list(mass_range_1e14),
+            "mass_distribution": "log-uniform",
+            "part": part,
+            "realization_is": "cluster id",
+        }
     else:
-        raise ValueError(f"unknown set {set_name!r}; expected 'grid' or 'scatter'")
+        raise ValueError(f"unknown set {set_name!r}; expected 'grid', 'scatter' or 'continuous'")
     log.info("simulating %s shard %s: %d maps", set_name, out_path, len(m200c))
     sims = simulate_maps(
         m200c_msun=m200c,
