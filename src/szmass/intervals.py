@@ -45,9 +45,9 @@ LN_EST_FLOOR = np.log(1e10)
 #: The matched filter's belt: masses [Msun] and simulated amplitudes per mass.
 FILTER_BELT_MASSES = np.geomspace(1e13, 3e15, 100)
 FILTER_BELT_DRAWS = 4000
-#: A validation set with more distinct masses than this (continuous training masses, SPEC §3)
-#: is grouped into ``MASS_BINS`` bins of equal counts in ln M.
-MAX_DISTINCT_MASSES = 50
+#: A validation set with fewer than 2 maps per distinct mass (continuous training masses,
+#: SPEC §3) is grouped into bins of equal counts in ln M: at most this many, of at least
+#: ``ROUGH_BELT_MAPS`` maps where there are enough, and never fewer than 2.
 MASS_BINS = 16
 
 
@@ -60,19 +60,20 @@ def _ln_est(m_est) -> np.ndarray:
 def mass_groups(m200c_true, m200c_est) -> tuple[np.ndarray, list[np.ndarray]]:
     """The validation maps grouped by true mass: (masses [Msun], each group's estimates).
 
-    On a grid every distinct mass is a group. With more than ``MAX_DISTINCT_MASSES`` masses
-    (a continuous set) the maps fall in ``MASS_BINS`` bins of equal counts in ln M; a bin's
+    On a grid every distinct mass is a group. With fewer than 2 maps per distinct mass (a
+    continuous set) the maps fall in bins of equal counts in ln M (``MASS_BINS``); a bin's
     mass is its mean ln M, and each estimate is moved to it along the local slope of the bins'
     median ln M_est (M_est x (M_bin / M)^slope), so the bin's width does not widen its spread.
     """
     m_true = np.asarray(m200c_true, dtype=float)
     m_est = np.asarray(m200c_est, dtype=float)
     masses = np.unique(m_true)
-    if masses.size <= MAX_DISTINCT_MASSES:
+    if 2 * masses.size <= m_true.size:
         return masses, [m_est[m_true == m] for m in masses]
     ln_m = np.log(m_true)
     order = np.argsort(ln_m, kind="stable")
-    bins = np.array_split(order, MASS_BINS)
+    n_bins = int(np.clip(m_true.size // ROUGH_BELT_MAPS, 2, MASS_BINS))
+    bins = np.array_split(order, n_bins)
     centres = np.array([ln_m[b].mean() for b in bins])
     medians = np.array([np.median(_ln_est(m_est[b])) for b in bins])
     slope = np.gradient(medians, centres)
@@ -102,7 +103,7 @@ def fit_belt(m200c_true, m200c_est, *, levels=BELT_LEVELS, min_maps: int = 3) ->
         log.warning(
             "a belt from %d maps per mass: its 2.5 and 97.5%% quantiles are rough", counts.min()
         )
-    q = np.array([np.quantile(_ln_est(g), levels) for g in groups])
+    q = np.array([np.quantile(_ln_est(g), levels, method="normal_unbiased") for g in groups])
     q = np.maximum.accumulate(q, axis=0)
     return {
         "method": "Neyman belt: quantiles of ln M_est per validation mass (or mass bin), "

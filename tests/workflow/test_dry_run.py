@@ -63,6 +63,26 @@ def test_paper_dry_run(workflow_copy, paper_config):
     assert not (workflow_copy / "results").exists()
 
 
+def test_continuous_dry_run(workflow_copy):
+    """``split.masses: continuous`` (config/cpu_continuous.yaml over config/cpu.yaml): the two
+    continuous shards join the 21, the network splits them alone, and the matched filter still
+    calibrates on the grid's training masses; the test sets are the same."""
+    proc = smk.run(
+        workflow_copy, "-n", "--configfile", "config/cpu.yaml", "config/cpu_continuous.yaml"
+    )
+    assert proc.returncode == 0, proc.stdout
+    stats = smk.job_stats(proc.stdout)
+    assert stats["simulate_shard"] == 23 and stats["predict_set"] == 6, stats
+    wildcards = re.findall(r"wildcards: set=(\w+), name=(\S+)", proc.stdout)
+    assert sorted(name for s, name in wildcards if s == "continuous") == ["train", "val"]
+    inputs = smk.job_inputs(proc.stdout)
+    split = [p for p in inputs["results/datasets/train.zarr"] if p.startswith("results/")]
+    assert split == ["results/sims/continuous/train.zarr", "results/sims/continuous/val.zarr"]
+    baseline = inputs["results/baseline/calibration.json"]
+    assert "results/sims/grid/M1.zarr" in baseline
+    assert not any("continuous" in p for p in baseline)
+
+
 BAD_CONFIGS = {
     # name: (edit of config/test.yaml, text the error must contain)
     "unknown_key": (smk.set_key("sky", "noise_uk_arcmn", 5.0), "noise_uk_arcmn"),
@@ -73,6 +93,11 @@ BAD_CONFIGS = {
     "npix_not_multiple_of_8": (smk.set_key("sky", "npix", 36), "npix"),
     "split_beyond_realizations": (smk.set_key("split", "test", [9, 20]), "split.test"),
     "scatter_range_reversed": (smk.set_key("scatter", "mass_range", [7, 2]), "scatter.mass_range"),
+    "continuous_range_reversed": (
+        smk.set_key("split", "continuous_range", [12, 0.5]),
+        "split.continuous_range",
+    ),
+    "unknown_training_masses": (smk.set_key("split", "masses", "uniform"), "uniform"),
     "npix_not_divisible_by_depth": (smk.set_key("model", "depth", 4), "model.depth"),
     "too_few_substages": (smk.set_key("model", "n_substages", 3), "n_substages"),
     "unknown_dropout_placement": (smk.set_key("model", "dropout_placement", "bridge"), "bridge"),
