@@ -300,6 +300,8 @@ def simulate_shard(
     one map each (realization i is cluster i).
     ``set_name="continuous"``: the ``part`` ("train" or "val") of a continuous training-mass
     set, ``n_clusters`` clusters log-uniform in ``mass_range_1e14``, one map each.
+    ``cluster["redshift"]``: a fixed z, or a distribution from which every map draws its own z
+    (``draw_redshifts``); ``z`` records each map's, the attributes the distribution.
     """
     from ..io import write_zarr_atomic
 

@@ -22,7 +22,8 @@ from szmass.sky import cosmology, profiles
 from szmass.sky.simulate import shard_dataset, simulate_shard
 from szmass.units import ARCMIN
 
-from ..conftest import CLUSTER, COSMO, MASSES, TRAIN, VAL, sky, split, write_spectra
+from ..conftest import CLUSTER, COSMO, MASSES, TRAIN, VAL, split, write_spectra
+from ..conftest import sky as shard_sky
 
 # the sets' string coordinate ("sz", "mass"): zarr 3 warns that it has no v3 spec yet
 
@@ -334,7 +335,7 @@ def test_a_shard_with_two_redshifts_gets_two_mass_labels(tmp_path):
             out_path=str(tmp_path / f"z{z:g}.zarr"),
             set_name="grid",
             seed=3,
-            sky=sky(NPIX),
+            sky=shard_sky(NPIX),
             cluster={**CLUSTER, "redshift": z},
             sigma_int=0.2,
             mass_1e14=m200c / 1e14,
