@@ -166,8 +166,31 @@ def _describe(error, root: dict[str, Any]) -> list[str]:
         return [f"{key}: {_show(value)} has {len(value)} items; allowed: {_allowed(schema, root)}"]
     if kind == "uniqueItems":
         return [f"{key}: {_show(value)} repeats an item; each must be unique"]
+    if kind in ("oneOf", "anyOf") and error.context:
+        return _describe_branches(error, root)
     message = error.message if len(error.message) <= 120 else error.message[:117] + "..."
     return [f"{key or '(top level)'}: {message}"]
+
+
+def _describe_branches(error, root: dict[str, Any]) -> list[str]:
+    """A ``oneOf``/``anyOf`` failure as the failures inside the branches that take the value's
+    type (a mapping's keys and ranges, not "is not a number"). When no branch takes it, the
+    key's own ``type`` already said so; else say which types the branches take."""
+    branches: dict[int, list] = {}
+    for sub in error.context:
+        branches.setdefault(sub.schema_path[0], []).append(sub)
+    fitting = [
+        subs
+        for subs in branches.values()
+        if not any(s.validator == "type" and not s.relative_path for s in subs)
+    ]
+    if fitting:
+        return [line for subs in fitting for s in subs for line in _describe(s, root)]
+    if "type" in error.schema:
+        return []
+    allowed = " or ".join(_allowed(b, root) for b in error.validator_value)
+    key = _dotted(error.absolute_path) or "(top level)"
+    return [f"{key}: {_show(error.instance)} is {_type_of(error.instance)}; allowed: {allowed}"]
 
 
 def mass_label(mass_1e14: float) -> str:
@@ -181,6 +204,22 @@ def _check_range(config: dict[str, Any], key: str, n: int) -> None:
         raise ConfigError(
             f"config key 'split.{key}': [{start}, {stop}) must satisfy "
             f"0 <= start < stop <= grid.n_realizations ({n})"
+        )
+
+
+#: The redshifts a ``cluster.redshift`` distribution may span: (0, Z_MAX].
+Z_MAX = 3.0
+
+
+def _check_redshift(redshift: Any) -> None:
+    """A redshift distribution's range lies in (0, Z_MAX] and is not empty (the schema checks
+    the items too; this check also holds for a config that skipped it)."""
+    if not isinstance(redshift, dict):
+        return
+    lo, hi = redshift["range"]
+    if not 0 < lo < hi <= Z_MAX:
+        raise ConfigError(
+            f"config key 'cluster.redshift.range': [{lo}, {hi}] must have 0 < lo < hi <= {Z_MAX:g}"
         )
 
 
@@ -216,6 +255,7 @@ def check_config(config: dict[str, Any]) -> None:
         raise ConfigError(
             f"config key 'split.continuous_range': [{lo}, {hi}] must have 0 < lo < hi"
         )
+    _check_redshift(config["cluster"]["redshift"])
     sky = config["sky"]
     if 2 * sky["apodization_width_pix"] > sky["npix"]:
         raise ConfigError(

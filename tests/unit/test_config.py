@@ -35,19 +35,25 @@ def test_schema_describes_every_key(repo):
         schema = yaml.safe_load(f)
     problems = []
 
+    def check(sub, where):
+        if "description" not in sub:
+            problems.append(f"{where}: no description")
+        if "type" not in sub and "$ref" not in sub:
+            problems.append(f"{where}: no type")
+        if sub.get("type") in ("number", "integer"):
+            if not {"minimum", "exclusiveMinimum"} & set(sub):
+                problems.append(f"{where}: no lower bound")
+            if not {"maximum", "exclusiveMaximum"} & set(sub):
+                problems.append(f"{where}: no upper bound")
+
     def walk(node, path):
         for key, sub in node.get("properties", {}).items():
             where = f"{path}.{key}" if path else key
-            if "description" not in sub:
-                problems.append(f"{where}: no description")
-            if "type" not in sub and "$ref" not in sub:
-                problems.append(f"{where}: no type")
-            if sub.get("type") in ("number", "integer"):
-                if not {"minimum", "exclusiveMinimum"} & set(sub):
-                    problems.append(f"{where}: no lower bound")
-                if not {"maximum", "exclusiveMaximum"} & set(sub):
-                    problems.append(f"{where}: no upper bound")
+            check(sub, where)
             walk(sub, where)
+            for i, branch in enumerate(sub.get("oneOf", [])):  # e.g. cluster.redshift
+                check(branch, f"{where}.oneOf[{i}]")
+                walk(branch, where)
 
     walk(schema, "")
     assert not problems
@@ -143,6 +149,42 @@ def test_yaml_exponent_without_dot_gets_a_hint(test_config, repo):
             "'0.5' is a string; allowed: a number, 0 < value < 1 "
             "(a number in quotes: write it without them)",
         ),
+        (
+            "cluster",
+            "redshift",
+            {"distribution": "uniform", "range": [0.2, 4.0]},
+            "cluster.redshift.range[1]: 4.0 is out of range; allowed: a number, 0 < value <= 3",
+        ),
+        (
+            "cluster",
+            "redshift",
+            {"distribution": "uniform", "range": [0, 1.5]},
+            "cluster.redshift.range[0]: 0 is out of range; allowed: a number, 0 < value <= 3",
+        ),
+        (
+            "cluster",
+            "redshift",
+            {"distribution": "normal", "range": [0.2, 1.5]},
+            "cluster.redshift.distribution: 'normal' is not allowed; allowed: one of uniform",
+        ),
+        (
+            "cluster",
+            "redshift",
+            {"distribution": "uniform"},
+            "cluster.redshift.range: missing; every key is required (a list of 2 items)",
+        ),
+        (
+            "cluster",
+            "redshift",
+            "0.7",
+            "cluster.redshift: '0.7' is a string; allowed: a number or a mapping",
+        ),
+        (
+            "cluster",
+            "redshift",
+            0,
+            "cluster.redshift: 0 is out of range; allowed: a number, 0 < value <= 5",
+        ),
     ],
     ids=lambda v: v if isinstance(v, str) and len(v) < 20 else None,
 )
@@ -214,9 +256,24 @@ def _break_lmax(c):
     c["spectra"]["lmax"] = 2500  # below lmax_camb = 3000
 
 
+def _break_redshift_reversed(c):
+    c["cluster"]["redshift"] = {"distribution": "uniform", "range": [1.5, 0.2]}
+
+
+def _break_redshift_empty(c):
+    c["cluster"]["redshift"] = {"distribution": "uniform", "range": [0.7, 0.7]}
+
+
+def _break_redshift_beyond(c):
+    c["cluster"]["redshift"] = {"distribution": "uniform", "range": [0.2, 3.5]}  # z <= 3
+
+
 @pytest.mark.parametrize(
     ("breaker", "key"),
     [
+        (_break_redshift_reversed, "cluster.redshift.range"),
+        (_break_redshift_empty, "cluster.redshift.range"),
+        (_break_redshift_beyond, "cluster.redshift.range"),
         (_break_train_mass, "split.train_masses"),
         (_break_overlap, "split.train"),
         (_break_beyond, "split.test"),
@@ -233,6 +290,31 @@ def test_check_config_names_the_key(test_config, breaker, key):
     breaker(test_config)
     with pytest.raises(ConfigError, match=f"'{key}'"):
         check_config(test_config)
+
+
+@pytest.mark.parametrize(
+    ("breaker", "values"),
+    [
+        (_break_redshift_reversed, "[1.5, 0.2]"),
+        (_break_redshift_empty, "[0.7, 0.7]"),
+        (_break_redshift_beyond, "[0.2, 3.5]"),
+    ],
+    ids=lambda v: v.__name__.removeprefix("_break_") if callable(v) else None,
+)
+def test_redshift_range_error_shows_the_values(test_config, breaker, values):
+    breaker(test_config)
+    with pytest.raises(ConfigError) as err:
+        check_config(test_config)
+    assert f"'cluster.redshift.range': {values} must have 0 < lo < hi <= 3" in str(err.value)
+
+
+def test_redshift_distribution_is_valid_and_reaches_the_shards(test_config, repo):
+    test_config["cluster"]["redshift"] = {"distribution": "uniform", "range": [0.2, 1.5]}
+    validate_config(test_config, repo / SCHEMA)
+    check_config(test_config)
+    for set_name, name in (("grid", "M1"), ("scatter", "sigma0.2")):
+        spec = shard_spec(test_config, set_name, name)
+        assert spec["cluster"]["redshift"] == {"distribution": "uniform", "range": [0.2, 1.5]}
 
 
 def test_overlap_names_both_ranges(test_config):

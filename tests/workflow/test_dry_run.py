@@ -83,6 +83,17 @@ def test_continuous_dry_run(workflow_copy):
     assert not any("continuous" in p for p in baseline)
 
 
+def test_redshift_distribution_dry_run(workflow_copy):
+    """``cluster.redshift: {distribution: uniform, range: [0.2, 1.5]}`` passes the schema and
+    the checks and plans the same jobs as the fixed z of config/test.yaml."""
+    fixed = smk.run(workflow_copy, "-n", "--configfile", "config/test.yaml")
+    edit = smk.set_key("cluster", "redshift", {"distribution": "uniform", "range": [0.2, 1.5]})
+    config = smk.write_config(workflow_copy / "z.yaml", edit)
+    drawn = smk.run(workflow_copy, "-n", "--configfile", str(config))
+    assert fixed.returncode == 0 and drawn.returncode == 0, drawn.stdout
+    assert smk.job_stats(drawn.stdout) == smk.job_stats(fixed.stdout)
+
+
 BAD_CONFIGS = {
     # name: (edit of config/test.yaml, text the error must contain)
     "unknown_key": (smk.set_key("sky", "noise_uk_arcmn", 5.0), "noise_uk_arcmn"),
@@ -96,6 +107,14 @@ BAD_CONFIGS = {
     "continuous_range_reversed": (
         smk.set_key("split", "continuous_range", [12, 0.5]),
         "split.continuous_range",
+    ),
+    "redshift_range_beyond_3": (
+        smk.set_key("cluster", "redshift", {"distribution": "uniform", "range": [0.2, 4.0]}),
+        "cluster.redshift.range",
+    ),
+    "redshift_range_empty": (
+        smk.set_key("cluster", "redshift", {"distribution": "uniform", "range": [1.0, 1.0]}),
+        "cluster.redshift.range",
     ),
     "unknown_training_masses": (smk.set_key("split", "masses", "uniform"), "uniform"),
     "npix_not_divisible_by_depth": (smk.set_key("model", "depth", 4), "model.depth"),

@@ -1,17 +1,21 @@
 """Cluster SZ maps: the A10 y profile (``profiles``) pixel-averaged on the map grid, convolved
 with the beam and converted to temperature (Gupta & Reichardt 2020, arXiv:2003.06135, §2.2).
 
-The profile is computed once per cluster mass and reused for every realization.
+The profile is computed once per distinct (M200c, z) pair and reused for all its realizations.
 """
 
+import logging
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
+from ..logs import Progress
 from ..units import ARCMIN
 from . import profiles
 from .maps import convolve_beam, crop_center
+
+log = logging.getLogger("szmass.simulate")
 
 #: Nodes of the radial tabulation, log-spaced over the sub-pixel radii of the map.
 _N_TAB = 256
@@ -121,3 +125,48 @@ def sz_template_uk(
         y_map = convolve_beam(y_map, pixel_rad=pixel_arcmin * ARCMIN, fwhm_arcmin=fwhm_arcmin)
     t_cmb = cosmo["TCMB"]
     return crop_center(y_map, npix) * (t_cmb * profiles.f_sz(freq_ghz, t_cmb) * 1e6)
+
+
+def cluster_templates(
+    *,
+    m200c_msun: np.ndarray,
+    z: np.ndarray,
+    cosmo: dict[str, Any],
+    sky: dict[str, Any],
+    cluster: dict[str, Any],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The SZ template [uK] of every distinct (M200c, z) pair of the maps (n,), computed once
+    and reused for all the pair's realizations; M500c from M200c with the diemer15
+    concentrations at the pair's z (``profiles.m200c_to_m500c``), then the A10 profile at that
+    z (Arnaud et al. 2010, arXiv:0910.1234; ``cluster.sz_template_uk``).
+
+    Returns:
+        ``templates`` (n_pairs, npix, npix), ``m500c`` (n_pairs,) [Msun] and ``inverse`` (n,),
+        the pair of each map. With one z the pairs are the distinct masses, in increasing order.
+    """
+    pairs, inverse = np.unique(
+        np.stack([np.asarray(m200c_msun, dtype=float), z], axis=1), axis=0, return_inverse=True
+    )
+    m500c = np.empty(len(pairs))
+    for z_value in np.unique(pairs[:, 1]):  # colossus converts many masses at one z at once
+        at_z = pairs[:, 1] == z_value
+        m500c[at_z] = np.atleast_1d(
+            profiles.m200c_to_m500c(pairs[at_z, 0], z=float(z_value), cosmo=cosmo)
+        )
+    npix = sky["npix"]
+    templates = np.empty((len(pairs), npix, npix))
+    progress = Progress(len(pairs), "cluster profiles", log)
+    for i, (m500, z_value) in enumerate(zip(m500c, pairs[:, 1], strict=True)):
+        templates[i] = sz_template_uk(
+            m500_msun=m500,
+            z=float(z_value),
+            cosmo=cosmo,
+            npix=npix,
+            pixel_arcmin=sky["pixel_arcmin"],
+            fwhm_arcmin=sky["beam_fwhm_arcmin"],
+            freq_ghz=sky["freq_ghz"],
+            subpixel=cluster["subpixel"],
+            x_max=cluster["x_max_r500"],
+        )
+        progress.update(1)
+    return templates, m500c, inverse.reshape(-1)

@@ -17,8 +17,8 @@ import xarray as xr
 from .. import __version__
 from ..logs import Progress
 from ..units import ARCMIN
-from . import maps, profiles
-from .cluster import sz_template_uk
+from . import maps
+from .cluster import cluster_templates
 from .spectra import read_spectra
 
 log = logging.getLogger("szmass.simulate")
@@ -26,7 +26,9 @@ log = logging.getLogger("szmass.simulate")
 SET_CODES = {"grid": 1, "scatter": 2, "realistic": 3, "fresh": 4, "continuous": 5}
 #: The parts of a continuous training-mass set; each draws from its own streams.
 CONTINUOUS_PARTS = {"train": 0, "val": 1}
-COMPONENT_CODES = {"field": 0, "noise": 1, "scatter": 2, "mass": 3}
+COMPONENT_CODES = {"field": 0, "noise": 1, "scatter": 2, "mass": 3, "redshift": 4}
+#: The redshift distributions ``cluster.redshift`` may name (besides a fixed number).
+REDSHIFT_DISTRIBUTIONS = ("uniform",)
 CHUNK = 100  # maps per FFT batch; fixed so that results never depend on it
 BEAM_CUTOFF = 1e-5  # the spectra table must reach an l where the beam is below this
 
@@ -119,6 +121,38 @@ def sky_components(
             yield i, field[j], noise
 
 
+def draw_redshifts(
+    redshift: float | dict[str, Any],
+    *,
+    seed: int,
+    set_name: str,
+    keys: np.ndarray,
+    realizations: np.ndarray,
+) -> np.ndarray:
+    """Each map's redshift, shape (n,) like ``keys``/``realizations``.
+
+    ``redshift`` is ``cluster.redshift``: a number (every cluster at that z, the paper's 0.7)
+    or ``{"distribution": "uniform", "range": [lo, hi]}`` (SPEC §7): map i's z is the first draw
+    of its own ``"redshift"`` stream, uniform in [lo, hi), so it does not depend on which other
+    maps are simulated, and both scatter sets (same cluster ids) hold the same redshifts.
+    """
+    n = len(keys)
+    if not isinstance(redshift, dict):
+        return np.full(n, float(redshift))
+    if redshift.get("distribution") not in REDSHIFT_DISTRIBUTIONS:
+        raise ValueError(
+            f"cluster.redshift.distribution: {redshift.get('distribution')!r} is not one of "
+            f"{list(REDSHIFT_DISTRIBUTIONS)}"
+        )
+    lo, hi = (float(v) for v in redshift["range"])
+    return np.array(
+        [
+            map_rng(seed, set_name, k, r, "redshift").uniform(lo, hi)
+            for k, r in zip(keys, realizations, strict=True)
+        ]
+    )
+
+
 def simulate_maps(
     *,
     m200c_msun: np.ndarray,
@@ -139,35 +173,21 @@ def simulate_maps(
     Args:
         sky: ``freq_ghz``, ``pixel_arcmin``, ``npix``, ``pad_factor``, ``beam_fwhm_arcmin``,
             ``noise_uk_arcmin``, ``apodization_width_pix``.
-        cluster: ``redshift``, ``x_max_r500``, ``subpixel``.
+        cluster: ``redshift`` (a number, or a distribution: ``draw_redshifts``),
+            ``x_max_r500``, ``subpixel``.
         spectra_ell, spectra_cl: the total sky C_l [uK^2], l = 0..lmax.
     Returns:
         dict with ``sky`` and ``sz`` (n, npix, npix) float32 [uK], and per map ``m200c``,
         ``m500c`` [Msun], ``z``, ``ln_scatter``.
     """
-    npix, pixel_arcmin = sky["npix"], sky["pixel_arcmin"]
-    fwhm, z = sky["beam_fwhm_arcmin"], cluster["redshift"]
+    npix = sky["npix"]
     window = maps.apodization_window(npix, sky["apodization_width_pix"])
-
-    # The cluster: one profile per distinct mass, reused for all its realizations.
-    unique_m200, inverse = np.unique(m200c_msun, return_inverse=True)
-    unique_m500 = np.atleast_1d(profiles.m200c_to_m500c(unique_m200, z=z, cosmo=cosmo))
-    templates = np.empty((len(unique_m200), npix, npix))
-    progress = Progress(len(unique_m200), "cluster profiles", log)
-    for i, m500 in enumerate(unique_m500):
-        templates[i] = sz_template_uk(
-            m500_msun=m500,
-            z=z,
-            cosmo=cosmo,
-            npix=npix,
-            pixel_arcmin=pixel_arcmin,
-            fwhm_arcmin=fwhm,
-            freq_ghz=sky["freq_ghz"],
-            subpixel=cluster["subpixel"],
-            x_max=cluster["x_max_r500"],
-        )
-        progress.update(1)
-
+    z = draw_redshifts(
+        cluster["redshift"], seed=seed, set_name=set_name, keys=keys, realizations=realizations
+    )
+    templates, m500c, inverse = cluster_templates(
+        m200c_msun=m200c_msun, z=z, cosmo=cosmo, sky=sky, cluster=cluster
+    )
     n = len(m200c_msun)
     out_sky = np.empty((n, npix, npix), dtype=np.float32)
     out_sz = np.empty((n, npix, npix), dtype=np.float32)
@@ -197,8 +217,8 @@ def simulate_maps(
         "sky": out_sky,
         "sz": out_sz,
         "m200c": np.asarray(m200c_msun, dtype=float),
-        "m500c": unique_m500[inverse],
-        "z": np.full(n, z),
+        "m500c": m500c[inverse],
+        "z": z,
         "ln_scatter": ln_scatter,
     }
 
@@ -246,6 +266,17 @@ def flat_attrs(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
     return {f"{prefix}{k}": v for k, v in values.items()}
 
 
+def cluster_attrs(cluster: dict[str, Any]) -> dict[str, Any]:
+    """The cluster config as flat shard attributes (``cluster_redshift`` etc.); a redshift
+    distribution as ``cluster_redshift_distribution`` and ``cluster_redshift_range``."""
+    out = flat_attrs("cluster_", cluster)
+    redshift = cluster.get("redshift")
+    if isinstance(redshift, dict):
+        del out["cluster_redshift"]
+        out.update(flat_attrs("cluster_redshift_", redshift))
+    return out
+
+
 def simulate_shard(
     *,
     spectra_path: str,
@@ -269,6 +300,8 @@ def simulate_shard(
     one map each (realization i is cluster i).
     ``set_name="continuous"``: the ``part`` ("train" or "val") of a continuous training-mass
     set, ``n_clusters`` clusters log-uniform in ``mass_range_1e14``, one map each.
+    ``cluster["redshift"]``: a fixed z, or a distribution from which every map draws its own z
+    (``draw_redshifts``); ``z`` records each map's, the attributes the distribution.
     """
     from ..io import write_zarr_atomic
 
@@ -330,7 +363,7 @@ def simulate_shard(
         "sigma_int": sigma_int,
         **shard_attrs,
         **flat_attrs("sky_", sky),
-        **flat_attrs("cluster_", cluster),
+        **cluster_attrs(cluster),
         **flat_attrs("cosmo_", cosmo),
         "spectra_lmax": int(spectra["ell"][-1]),
         "foregrounds": json.dumps(spectra.meta["foregrounds"], sort_keys=True),

@@ -19,10 +19,11 @@ from szmass.network.dataset import (
     write_normalization,
 )
 from szmass.sky import cosmology, profiles
-from szmass.sky.simulate import shard_dataset
+from szmass.sky.simulate import shard_dataset, simulate_shard
 from szmass.units import ARCMIN
 
-from ..conftest import COSMO, MASSES, TRAIN, VAL, split
+from ..conftest import CLUSTER, COSMO, MASSES, TRAIN, VAL, split, write_spectra
+from ..conftest import sky as shard_sky
 
 # the sets' string coordinate ("sz", "mass"): zarr 3 warns that it has no v3 spec yet
 
@@ -316,3 +317,56 @@ def test_write_normalization_is_atomic(tmp_path):
     write_normalization({"a": 2}, path)
     assert json.loads(path.read_text()) == {"a": 2}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["normalization.json"]
+
+
+# --- labels at each map's redshift (issue 16) -----------------------------------------------
+
+
+def test_a_shard_with_two_redshifts_gets_two_mass_labels(tmp_path):
+    """Maps of one mass at z = 0.3 and 1.2 in one shard: ``prepare`` builds each map's mass
+    label at its own z, so the two labels differ. Both peak at M200c / M_norm; at z = 1.2 the
+    NFW's angular scale r_s / D_A is smaller (D_A(1.2) / D_A(0.3) ~ 1.8, and r_s shrinks with
+    rho_crit(z)), so the label falls off faster away from the centre."""
+    spectra = write_spectra(tmp_path / "spectra.ecsv")
+    m200c, n = 3e14, 3
+    parts = [
+        simulate_shard(
+            spectra_path=str(spectra),
+            out_path=str(tmp_path / f"z{z:g}.zarr"),
+            set_name="grid",
+            seed=3,
+            sky=shard_sky(NPIX),
+            cluster={**CLUSTER, "redshift": z},
+            sigma_int=0.2,
+            mass_1e14=m200c / 1e14,
+            n_realizations=n,
+        )
+        for z in (0.3, 1.2)
+    ]
+    ds = xr.concat(parts, dim="realization").assign_coords(realization=np.arange(2 * n))
+    norm = normalization_from_training([(ds, range(2 * n))])
+    labels = prepare(ds, norm)["labels"][..., 1]
+    low, high = labels[:n], labels[n:]
+    for group, z in ((low, 0.3), (high, 1.2)):
+        expected = mass_map(
+            m200c_msun=m200c,
+            m_norm_msun=norm["m_norm_msun"],
+            z=z,
+            cosmo=COSMO,
+            npix=NPIX,
+            pixel_arcmin=PIXEL_ARCMIN,
+        )
+        for label in group:
+            np.testing.assert_allclose(label, expected, rtol=1e-6)  # float32 labels
+    c = NPIX // 2
+    np.testing.assert_allclose(low[0, c, c], high[0, c, c], rtol=1e-6)
+    assert low[0, c, c] == pytest.approx(m200c / norm["m_norm_msun"], rel=1e-6)
+    assert not np.allclose(low[0], high[0], rtol=1e-3)
+    # off the centre the z = 1.2 label is lower at every radius: its angular scale is smaller
+    off = np.ones((NPIX, NPIX), dtype=bool)
+    off[c, c] = False
+    assert np.all(high[0][off] < low[0][off])
+    d_ratio = profiles.angular_diameter_distance_mpc(1.2, COSMO) / (
+        profiles.angular_diameter_distance_mpc(0.3, COSMO)
+    )
+    assert d_ratio > 1.5
