@@ -36,8 +36,9 @@ def _parser() -> argparse.ArgumentParser:
         "--catalogue",
         required=True,
         type=Path,
-        help="CSV or FITS table with name, ra, dec [deg] and optionally z; other columns pass "
-        "through to the output",
+        help="CSV or FITS table with name, ra, dec [deg] and optionally z (needed on every row "
+        "by a model that takes the redshift: `szmass info` says); other columns pass through "
+        "to the output",
     )
     predict.add_argument(
         "--out", required=True, type=Path, help="output catalogue: CSV, or a FITS table (.fits)"

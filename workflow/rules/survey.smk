@@ -45,6 +45,7 @@ rule write_model_card:
         summary="results/summary.json",
         code=src(
             "survey/card",
+            "network/dataset",
             "baseline/matched_filter",
             "baseline/calibration",
             "sky/cluster",

@@ -9,6 +9,21 @@ arXiv:2003.06135, §2.2 and §3).
 - Label channel 1: the mass map, a projected NFW profile (c200c from diemer15) pixel-averaged,
   scaled to 1 at the central pixel, times M200c / M_norm (M_norm = mean training mass).
   The mass estimate is the predicted central pixel times M_norm.
+- Redshift (beyond the paper, issue 16): when the training set spans more than one redshift,
+  a second input channel, constant over the map, holds the cluster's normalised redshift
+  (z - z_centre) / z_scale with z_centre and z_scale the midpoint and half-width of the
+  training range [z_min, z_max], so that training redshifts lie in [-1, 1] as the sky pixels
+  do. The constants go into the normalization (``z_input: true``, ``z_centre``, ``z_scale``,
+  ``z_min``, ``z_max``). A training set at one redshift gives exactly the single-channel inputs
+  and the normalization keys of before (no ``z_*`` keys: a model without them takes no z).
+
+  Why a constant channel and not a conditioning of the blocks (FiLM: a per-block scale and
+  shift of the features computed from z): it needs no change to the blocks, the builder or
+  the saved model's layers (a .keras file of standard layers, as before), and the first
+  convolutions can already combine z with the map locally, which is what the mass readout
+  needs (the z-dependence of the angular size and amplitude of the profile). The choice was
+  made without a training measurement (the machine was busy with a long training run); FiLM
+  is the alternative to measure against if the constant channel proves too weak.
 """
 
 import json
@@ -30,6 +45,8 @@ from ..units import ARCMIN
 log = logging.getLogger("szmass.dataset")
 
 NORMALIZATION_KEYS = ("sky_scale", "sz_scale", "m_norm_msun", "npix", "pixel_arcmin")
+#: The keys of a model that takes the redshift as an input (absent: a fixed-z model).
+Z_KEYS = ("z_input", "z_centre", "z_scale", "z_min", "z_max")
 _MASS_MAP_SUBPIXEL = 8
 
 
@@ -77,9 +94,58 @@ def shard_cosmology(ds: xr.Dataset) -> dict[str, Any]:
     return {k.removeprefix("cosmo_"): v for k, v in ds.attrs.items() if k.startswith("cosmo_")}
 
 
+def z_normalization(z: np.ndarray) -> dict[str, Any]:
+    """The redshift-input constants of training redshifts ``z``: none (``{}``) for a set at one
+    redshift; else ``z_input``, the range [``z_min``, ``z_max``], its midpoint ``z_centre`` and
+    half-width ``z_scale`` (the channel is (z - z_centre) / z_scale, in [-1, 1] on the range)."""
+    z = np.asarray(z, dtype=float)
+    if not np.all(np.isfinite(z)):
+        raise ValueError("the training redshifts hold NaN or inf values")
+    z_min, z_max = float(z.min()), float(z.max())
+    if not z_max > z_min:
+        return {}
+    return {
+        "z_input": True,
+        "z_centre": 0.5 * (z_min + z_max),
+        "z_scale": 0.5 * (z_max - z_min),
+        "z_min": z_min,
+        "z_max": z_max,
+    }
+
+
+def takes_z(norm: dict[str, Any]) -> bool:
+    """Whether the model of this normalization takes the redshift as an input channel."""
+    return bool(norm.get("z_input", False))
+
+
+def input_channels(norm: dict[str, Any]) -> int:
+    """The network's input channels: the map, and the redshift where the model takes it."""
+    return 2 if takes_z(norm) else 1
+
+
+def network_inputs(sky: np.ndarray, z: np.ndarray | None, norm: dict[str, Any]) -> np.ndarray:
+    """The network's inputs (n, H, W, channels), float32, of maps ``sky`` (n, H, W) [uK] at
+    redshifts ``z`` (n,): the map over ``sky_scale``, then, for a model that takes z, the
+    constant channel (z - z_centre) / z_scale. ``z`` may be None for a fixed-z model."""
+    x = (sky / norm["sky_scale"]).astype(np.float32)[..., None]
+    if not takes_z(norm):
+        return x
+    if z is None:
+        raise ValueError("this model takes the redshift: give each map's z")
+    channel = z_channel(z, norm)[:, None, None, None]
+    return np.concatenate([x, np.broadcast_to(channel, x.shape)], axis=-1)
+
+
+def z_channel(z: np.ndarray, norm: dict[str, Any]) -> np.ndarray:
+    """The normalised redshift (z - z_centre) / z_scale of a z-input model, float32."""
+    z = np.asarray(z, dtype=float)
+    return ((z - norm["z_centre"]) / norm["z_scale"]).astype(np.float32)
+
+
 def normalization_from_training(parts: Sequence[tuple[xr.Dataset, range]]) -> dict[str, Any]:
     """The constants of the preparation, from the training realizations: ``parts`` is each
-    training shard with the realizations of it that are trained on."""
+    training shard with the realizations of it that are trained on. The ``z_*`` keys
+    (``z_normalization``) appear only when the training redshifts differ."""
     pieces = [ds.isel(realization=slice(rng.start, rng.stop)) for ds, rng in parts]
     masses = np.concatenate([ds.m200c.values for ds in pieces])
     first = parts[0][0]
@@ -89,6 +155,7 @@ def normalization_from_training(parts: Sequence[tuple[xr.Dataset, range]]) -> di
         "m_norm_msun": float(masses.mean()),
         "npix": int(first.sizes["x"]),
         "pixel_arcmin": float(first.attrs["sky_pixel_arcmin"]),
+        **z_normalization(np.concatenate([ds.z.values for ds in pieces])),
         "szmass_version": __version__,
     }
 
@@ -110,7 +177,8 @@ def check_compatible(ds: xr.Dataset, norm: dict[str, Any], *, where: str) -> Non
 def prepare(
     ds: xr.Dataset, norm: dict[str, Any], *, realizations: slice | None = None, where: str = "shard"
 ) -> dict[str, np.ndarray]:
-    """The one preparation every set goes through: (n, H, W, 1) inputs, (n, H, W, 2) labels.
+    """The one preparation every set goes through: (n, H, W, channels) inputs
+    (``network_inputs``: 1 channel, or 2 for a model that takes z), (n, H, W, 2) labels.
 
     Raises ValueError naming ``where`` if the maps hold NaNs or do not match ``norm``.
     """
@@ -120,10 +188,11 @@ def prepare(
     sky = ds.sky.values.astype(np.float32)
     sz = ds.sz.values.astype(np.float32)
     m200c = ds.m200c.values.astype(float)
-    for name, arr in (("sky", sky), ("sz", sz), ("m200c", m200c)):
+    z_all = ds.z.values.astype(float)
+    for name, arr in (("sky", sky), ("sz", sz), ("m200c", m200c), ("z", z_all)):
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{where}: variable {name!r} holds NaN or inf values")
-    cosmo, z_all = shard_cosmology(ds), ds.z.values
+    cosmo = shard_cosmology(ds)
     npix, pixel = norm["npix"], norm["pixel_arcmin"]
     mass_maps = np.empty_like(sz)
     unique, inverse = np.unique(np.stack([m200c, z_all], axis=1), axis=0, return_inverse=True)
@@ -142,7 +211,7 @@ def prepare(
         mass_maps[i] = templates[k]
     labels = np.stack([sz / norm["sz_scale"], mass_maps], axis=-1).astype(np.float32)
     return {
-        "inputs": (sky / norm["sky_scale"])[..., None].astype(np.float32),
+        "inputs": network_inputs(sky, z_all, norm),
         "labels": labels,
         "m200c": m200c,
         "realization": ds.realization.values,
@@ -168,8 +237,12 @@ def read_normalization(path: str | os.PathLike) -> dict[str, Any]:
     except json.JSONDecodeError as err:
         raise ValueError(f"normalization file {path} is not valid JSON: {err}") from err
     missing = [k for k in NORMALIZATION_KEYS if k not in norm]
+    if takes_z(norm):
+        missing += [k for k in Z_KEYS if k not in norm]
     if missing:
         raise ValueError(f"normalization file {path} lacks {missing}")
+    if takes_z(norm) and not float(norm["z_scale"]) > 0:
+        raise ValueError(f"normalization file {path}: z_scale = {norm['z_scale']} is not > 0")
     return norm
 
 

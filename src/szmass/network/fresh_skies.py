@@ -7,7 +7,8 @@ particular CMB and noise behind each cluster. The simulator makes ~1000 maps/s, 
 training consumes them, so each epoch draws new ones. The cluster's own beam-convolved SZ map
 is kept (its scatter-free shape from the training set); only the sky around it and its scatter
 are new. Epoch e, cluster i draws from ``SeedSequence(seed, spawn_key=("fresh", e, i, ...))``
-(``simulate.map_rng``), so a run is repeatable and a resumed run sees the same skies.
+(``simulate.map_rng``), so a run is repeatable and a resumed run sees the same skies. For a
+model that takes the redshift (issue 16), each cluster keeps its own z channel.
 
 The 8 rotations and flips of the square map add nothing here: an A10 cluster map is symmetric
 under them about its centre pixel, and the fresh fields are statistically isotropic.
@@ -44,6 +45,8 @@ class FreshSkies:
         sky: the simulation's ``sky`` config (npix, pixel, beam, noise, apodization, padding).
         sigma_int: the intrinsic scatter of the new draws (ln units).
         sky_scale, sz_scale: the normalization constants of inputs and SZ labels.
+        z_channel: the clusters' normalised redshifts (n,), the second input channel of a
+            model that takes z (``dataset.z_channel``); None for a fixed-z model (1 channel).
     """
 
     def __init__(
@@ -57,6 +60,7 @@ class FreshSkies:
         sky_scale: float,
         sz_scale: float,
         threads: int = 1,
+        z_channel: np.ndarray | None = None,
     ):
         spectra = read_spectra(spectra_path)
         self.ell = np.asarray(spectra["ell"], dtype=float)
@@ -65,6 +69,12 @@ class FreshSkies:
         self.sky, self.sigma_int, self.seed = sky, float(sigma_int), int(seed)
         self.sky_scale, self.sz_scale, self.threads = sky_scale, sz_scale, threads
         self.window = maps.apodization_window(sky["npix"], sky["apodization_width_pix"])
+        self.z_channel = None if z_channel is None else np.asarray(z_channel, dtype=np.float32)
+        self.channels = 1 if z_channel is None else 2
+        if self.z_channel is not None and self.z_channel.shape != (len(self.sz_uk),):
+            raise ValueError(
+                f"z_channel has shape {self.z_channel.shape}, expected ({len(self.sz_uk)},)"
+            )
         if self.sz_uk.shape[1:] != (sky["npix"], sky["npix"]):
             raise ValueError(
                 f"training maps are {self.sz_uk.shape[1]}x{self.sz_uk.shape[2]}, the sky "
@@ -72,9 +82,12 @@ class FreshSkies:
             )
 
     def epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        """Inputs (n, H, W, 1) and SZ labels (n, H, W) of epoch ``epoch``, float32, normalised."""
+        """Inputs (n, H, W, channels) and SZ labels (n, H, W) of epoch ``epoch``, float32,
+        normalised."""
         n = len(self.sz_uk)
-        inputs = np.empty((n, *self.sz_uk.shape[1:], 1), dtype=np.float32)
+        inputs = np.empty((n, *self.sz_uk.shape[1:], self.channels), dtype=np.float32)
+        if self.z_channel is not None:
+            inputs[..., 1] = self.z_channel[:, None, None]
         labels_sz = np.empty(self.sz_uk.shape, dtype=np.float32)
         components = sky_components(
             spectra_ell=self.ell,
@@ -131,7 +144,7 @@ def fresh_epoch_batches(
                     yield x[idx], y[idx]
 
     signature = (
-        tf.TensorSpec((None, h, w, 1), tf.float32),
+        tf.TensorSpec((None, h, w, getattr(fresh, "channels", 1)), tf.float32),
         tf.TensorSpec((None, h, w, 2), tf.float32),
     )
     return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)

@@ -9,6 +9,9 @@ two channels: the normalised SZ map and the mass map. With ``separate_heads`` (b
 paper; issue 12) each channel gets its own residual sub-stage before its own 1x1 convolution,
 so the SZ map does not share its last features with the mass map's central cusp.
 
+The input has one channel (the map) or, for a model that takes the redshift (issue 16), two:
+the map and a constant channel of the normalised z (``dataset.network_inputs``).
+
 Only standard Keras layers are used, so a saved ``.keras`` file loads with plain
 ``keras.saving.load_model``.
 """
@@ -56,6 +59,7 @@ def residual_block(x, filters: int, *, n_substages: int, stride: int, name: str)
 def build_mresunet(
     *,
     input_size: int = 40,
+    input_channels: int = 1,
     base_filters: int = 64,
     depth: int = 3,
     n_substages: int = 4,
@@ -70,6 +74,7 @@ def build_mresunet(
 
     Args:
         input_size: side of the square input map; must be divisible by 2**depth.
+        input_channels: 1 (the map) or 2 (the map and the normalised redshift).
         base_filters: filters of the first encoder block (64 in the paper: ~16M parameters);
             level k has base_filters * 2**k, the bridge base_filters * 2**depth.
         depth: encoder levels below the bridge (3 in the paper: 64-128-256, bridge 512).
@@ -81,7 +86,7 @@ def build_mresunet(
         separate_heads: give each output channel its own 3x3 residual sub-stage and 1x1
             convolution (False: the paper's one shared 1x1 convolution).
     Returns:
-        keras.Model mapping (batch, input_size, input_size, 1) to
+        keras.Model mapping (batch, input_size, input_size, input_channels) to
         (batch, input_size, input_size, n_outputs).
     """
     if input_size % 2**depth:
@@ -89,12 +94,14 @@ def build_mresunet(
             f"input size {input_size} is not divisible by 2**depth = {2**depth}: the "
             f"{depth} stride-2 levels need it (e.g. 40 for depth 3)"
         )
+    if input_channels < 1:
+        raise ValueError(f"input_channels is {input_channels}; expected 1 (map) or 2 (map, z)")
     if dropout_placement not in DROPOUT_PLACEMENTS:
         raise ValueError(f"dropout_placement must be one of {DROPOUT_PLACEMENTS}")
     if not set(skip_dilations) <= set(range(1, n_substages + 1)):
         raise ValueError(f"skip_dilations {skip_dilations} must lie in 1..{n_substages}")
 
-    inputs = keras.Input((input_size, input_size, 1), name="sky")
+    inputs = keras.Input((input_size, input_size, input_channels), name="sky")
     x, skips = inputs, []
     for level in range(depth):
         x, outs = residual_block(

@@ -7,7 +7,9 @@ predicted SZ map is the first channel times the stored SZ scale. Beside that raw
 ``m200c_cal`` is the estimate calibrated on the validation realizations (``calibrate_network``),
 the same way the matched filter is calibrated on its training maps (issue 12), and
 ``m200c_tpl`` the template readout (``template.py``: the label's template fitted over the
-central 13 pixels instead of the central pixel alone).
+central 13 pixels instead of the central pixel alone). A model that takes the redshift
+(issue 16) gets each map's own z from its shard (``dataset.prepare``); maps outside its trained
+z range are counted in the log.
 """
 
 import json
@@ -31,7 +33,14 @@ from ..io import (
     write_text_atomic,
 )
 from ..logs import Progress
-from .dataset import NORMALIZATION_KEYS, prepare, read_normalization, shard_cosmology
+from .dataset import (
+    NORMALIZATION_KEYS,
+    input_channels,
+    prepare,
+    read_normalization,
+    shard_cosmology,
+    takes_z,
+)
 from .template import template_readout, template_shapes
 
 log = logging.getLogger("szmass.evaluate")
@@ -46,7 +55,14 @@ def check_normalizations(
 
     Raises ValueError naming the key and both values.
     """
-    for key in NORMALIZATION_KEYS:
+    if takes_z(model_norm) != takes_z(data_norm):
+        raise ValueError(
+            f"normalization 'z_input' differs: {takes_z(model_norm)} for the model "
+            f"({model_path}) but {takes_z(data_norm)} for the data set ({data_path}); retrain "
+            "or use the matching model"
+        )
+    z_keys = ("z_centre", "z_scale") if takes_z(model_norm) else ()
+    for key in (*NORMALIZATION_KEYS, *z_keys):
         a, b = model_norm.get(key), data_norm.get(key)
         if a is None or b is None or not np.isclose(float(a), float(b), rtol=1e-6):
             raise ValueError(
@@ -65,10 +81,17 @@ def _predict(net, inputs: np.ndarray, progress: Progress) -> np.ndarray:
 
 
 def load_network(
-    model_path: str | os.PathLike, *, npix: int, threads: int, source: str, deterministic=True
+    model_path: str | os.PathLike,
+    *,
+    npix: int,
+    threads: int,
+    source: str,
+    deterministic=True,
+    channels: int = 1,
 ):
     """The saved model for inference, refused (ValueError) unless it takes the npix x npix
-    maps that ``source`` (the normalization, a model card) says."""
+    maps and the ``channels`` input channels (1: the map; 2: the map and the redshift) that
+    ``source`` (the normalization, a model card) says."""
     import keras
 
     from .train import configure_tensorflow
@@ -81,6 +104,11 @@ def load_network(
         raise ValueError(
             f"model {model_path} takes {net.input_shape[1]}x{net.input_shape[2]} maps, "
             f"{source} says {npix}x{npix}"
+        )
+    if net.input_shape[-1] != channels:
+        raise ValueError(
+            f"model {model_path} takes {net.input_shape[-1]} input channel(s), {source} says "
+            f"{channels} (1: the map; 2: the map and the redshift)"
         )
     return net
 
@@ -101,7 +129,11 @@ def _load_model(
         data_path=data_normalization_path,
     )
     return load_network(
-        model_path, npix=model_norm["npix"], threads=threads, source="the normalization"
+        model_path,
+        npix=model_norm["npix"],
+        threads=threads,
+        source="the normalization",
+        channels=input_channels(model_norm),
     )
 
 
@@ -172,7 +204,9 @@ def calibrate_network(
         model_normalization_path=model_normalization_path,
         threads=threads,
     )
-    inputs, _ = load_set(val_path, input_size=model_norm["npix"])
+    inputs, _ = load_set(
+        val_path, input_size=model_norm["npix"], channels=input_channels(model_norm)
+    )
     m_true = xr.open_zarr(val_path, consolidated=True)["m200c"].values
     centre = model_norm["npix"] // 2
     out = _predict(net, inputs, Progress(len(inputs), "validation maps", log))
@@ -227,6 +261,22 @@ def _template_estimates(
         pick = z == zk
         est[pick] = template_readout(mass_pred[pick], shapes_at[key], m_norm=norm["m_norm_msun"])
     return est
+
+
+def _log_z_outside(z: np.ndarray, norm: dict[str, Any]) -> None:
+    """Warn when a z-input model is asked about maps outside its trained redshift range."""
+    if not takes_z(norm):
+        return
+    outside = (z < norm["z_min"]) | (z > norm["z_max"])
+    if outside.any():
+        log.warning(
+            "%d of %d maps lie outside the trained redshift range %g-%g: the network "
+            "extrapolates there",
+            int(outside.sum()),
+            len(z),
+            norm["z_min"],
+            norm["z_max"],
+        )
 
 
 def predict_set(
@@ -309,6 +359,7 @@ def predict_set(
             mean_maps["mass_pred"].append(out[pick, ..., 1].mean(0) * model_norm["m_norm_msun"])
     extra = ["m200c_cal", "m200c_tpl", *INTERVAL_COLUMNS, "m200c_belt", "pit"]
     table = pd.concat(rows, ignore_index=True)[[*PREDICTION_COLUMNS, *extra]]
+    _log_z_outside(table["z"].to_numpy(), model_norm)
     bad = ~np.isfinite(table["m200c_est"])
     if bad.any():
         log.warning("%d of %d estimates are not finite", int(bad.sum()), len(table))

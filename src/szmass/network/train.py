@@ -32,7 +32,7 @@ import numpy as np
 import xarray as xr
 
 from .callback import make_callback, rng_state_variables
-from .dataset import read_normalization
+from .dataset import input_channels, read_normalization, takes_z
 
 log = logging.getLogger("szmass.train")
 
@@ -68,12 +68,13 @@ BN_RECALIBRATION_MAPS = 1024
 
 
 def load_set(
-    path: str | os.PathLike, *, input_size: int | None = None
+    path: str | os.PathLike, *, input_size: int | None = None, channels: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs (n, H, W, 1) and labels (n, H, W, 2) of a prepared set, in memory, checked.
+    """Inputs (n, H, W, channels) and labels (n, H, W, 2) of a prepared set, in memory, checked.
 
     Raises ValueError naming the file if it is missing, holds NaNs, or its maps are not
-    ``input_size`` on a side.
+    ``input_size`` on a side or have not ``channels`` input channels (the map, and the
+    redshift for a model that takes it).
     """
     path = Path(path)
     if not path.exists():
@@ -89,6 +90,11 @@ def load_set(
         raise ValueError(
             f"data set {path}: maps are {x.shape[1]}x{x.shape[2]}, the model "
             f"expects {input_size}x{input_size}"
+        )
+    if channels is not None and x.shape[-1] != channels:
+        raise ValueError(
+            f"data set {path}: inputs have {x.shape[-1]} channel(s), the normalization says "
+            f"{channels} (1: the map; 2: the map and the redshift); rerun split_dataset"
         )
     for name, arr in (("inputs", x), ("labels", y)):
         if not np.all(np.isfinite(arr)):
@@ -222,8 +228,9 @@ def train_model(
     recipe = training_recipe(training)
     norm = read_normalization(normalization_path)
     npix = int(norm["npix"])
-    x_train, y_train = load_set(train_path, input_size=npix)
-    x_val, y_val = load_set(val_path, input_size=npix)
+    channels = input_channels(norm)
+    x_train, y_train = load_set(train_path, input_size=npix, channels=channels)
+    x_val, y_val = load_set(val_path, input_size=npix, channels=channels)
     configure_tensorflow(
         threads=threads,
         seed=seed,
@@ -277,7 +284,7 @@ def train_model(
             log.info("discarding a checkpoint of other settings (or unfinished) in %s", ckpt_dir)
             shutil.rmtree(ckpt_dir)
         ckpt_dir.mkdir(parents=True)
-        net = build_mresunet(input_size=npix, **model)
+        net = build_mresunet(input_size=npix, input_channels=channels, **model)
         _compile(net, recipe)
         log.info("mResUNet: %d parameters", net.count_params())
 
@@ -305,6 +312,7 @@ def train_model(
             sky_scale=norm["sky_scale"],
             sz_scale=norm["sz_scale"],
             threads=threads,
+            z_channel=x_train[:, 0, 0, 1] if takes_z(norm) else None,
         )
         stream = fresh_epoch_batches(
             fresh,

@@ -5,6 +5,10 @@ so that ``szmass predict`` can run both estimators from the model directory alon
 A model directory holds ``mresunet.keras``, ``normalization.json``, ``calibration.json`` (the
 network's calibration on the validation realizations), ``model_card.json`` and
 ``matched_filter.npz``.
+
+The card's ``redshift`` is the trained range: a z-input model's [z_min, z_max] from its
+normalization, with ``z_input: true`` (the catalogue's z goes into the network); a fixed-z
+model's one redshift, with ``z_input: false``.
 """
 
 import hashlib
@@ -17,6 +21,7 @@ import numpy as np
 
 from .. import __version__
 from ..io import write_text_atomic
+from ..network.dataset import takes_z
 from .catalogue import InputError
 
 CARD = "model_card.json"
@@ -63,6 +68,12 @@ def model_card(
     summary: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """The card of a model trained on the given sky and clusters."""
+    z_input = takes_z(normalization)
+    z_range = (
+        (normalization["z_min"], normalization["z_max"])
+        if z_input
+        else (cluster["redshift"], cluster["redshift"])
+    )
     return {
         "szmass_version": __version__,
         "sky": {
@@ -70,7 +81,8 @@ def model_card(
             for key in ("freq_ghz", "beam_fwhm_arcmin", "noise_uk_arcmin", "pixel_arcmin", "npix")
         }
         | {key: sky[key] for key in ("apodization_width_pix", "pad_factor")},
-        "redshift": {"min": cluster["redshift"], "max": cluster["redshift"]},
+        "redshift": {"min": z_range[0], "max": z_range[1]},
+        "z_input": z_input,
         "training_masses_m200c_1e14": {
             "min": min(train_masses_1e14),
             "max": max(train_masses_1e14),

@@ -2,6 +2,12 @@
 on the training grid (``cutouts``), the network's estimate (the central pixel of the predicted
 mass map, as on the test sets) and the matched filter's at the same position, checked against
 the model card, written as a catalogue with every input row in order.
+
+A model that takes the redshift (issue 16; ``z_input`` in its card and normalization) gets each
+row's ``z`` from the catalogue: a missing z is an error naming the row; a z outside the trained
+range [z_min, z_max] is flagged ``z_outside_training``. A fixed-z model takes no z: the
+catalogue's z (the card's where it has none) only converts to M500c, and rows further than
+``Z_TOLERANCE`` from the trained redshift are flagged, as before.
 """
 
 import logging
@@ -17,6 +23,7 @@ import pandas as pd
 from ..calibration import apply_calibration
 from ..intervals import INTERVAL_COLUMNS, filter_intervals
 from ..io import write_csv_atomic
+from ..network.dataset import input_channels, network_inputs, takes_z
 from ..network.predict import interval_columns, load_network
 from ..sky.maps import apodization_window
 from ..sky.profiles import m200c_to_m500c
@@ -31,7 +38,8 @@ log = logging.getLogger("szmass.survey")
 BEAM_TOLERANCE = 0.05
 #: A measured white-noise level further than this fraction from the card's is warned about.
 NOISE_TOLERANCE = 0.20
-#: A cluster's z further than this from the model's redshift range is flagged.
+#: A cluster's z further than this from a fixed-z model's redshift is flagged (a z-input
+#: model flags any z outside its trained range).
 Z_TOLERANCE = 0.05
 #: The high-pass of the network's map rises from 0 to 1 between these multiples of the training
 #: maps' lowest multipole (``skymap.training_ell_min``).
@@ -73,8 +81,38 @@ def check_beam(card: dict[str, Any], *, beam_fwhm_arcmin: float | None, map_path
     return beam_fwhm_arcmin
 
 
-def _flags(cutout_flags, z, m200c, card) -> list[str]:
-    z_lo, z_hi = card["redshift"]["min"] - Z_TOLERANCE, card["redshift"]["max"] + Z_TOLERANCE
+def trained_z_range(card: dict[str, Any], norm: dict[str, Any]) -> tuple[float, float]:
+    """The redshifts a cluster is not flagged at: a z-input model's trained range [z_min,
+    z_max] (its normalization's), a fixed-z model's redshift +- ``Z_TOLERANCE``."""
+    if takes_z(norm):
+        return float(norm["z_min"]), float(norm["z_max"])
+    return card["redshift"]["min"] - Z_TOLERANCE, card["redshift"]["max"] + Z_TOLERANCE
+
+
+def catalogue_z(table: pd.DataFrame, model: dict[str, Any], catalogue_path) -> np.ndarray:
+    """Each row's redshift. A z-input model needs the catalogue's: a missing ``z`` column or a
+    missing (NaN) value raises InputError naming the catalogue, column and (1-based) row. A
+    fixed-z model fills the missing ones with the card's redshift."""
+    card, n = model["card"], len(table)
+    if not takes_z(model["normalization"]):
+        z_card = card["redshift"]["min"]
+        return table["z"].fillna(z_card).to_numpy() if "z" in table else np.full(n, z_card)
+    z_lo, z_hi = trained_z_range(card, model["normalization"])
+    need = f"model {model['dir']} takes each cluster's redshift (trained on z {z_lo:g}-{z_hi:g})"
+    if "z" not in table:
+        raise InputError(f"catalogue {catalogue_path} has no z column: {need}")
+    z = table["z"].to_numpy(dtype=float)
+    bad = np.flatnonzero(~np.isfinite(z))
+    if bad.size:
+        raise InputError(
+            f"catalogue {catalogue_path}, row {bad[0] + 1}, column z: missing or not a number "
+            f"({bad.size} such row(s)); {need}"
+        )
+    return z
+
+
+def _flags(cutout_flags, z, m200c, card, norm) -> list[str]:
+    z_lo, z_hi = trained_z_range(card, norm)
     masses = card["training_masses_m200c_1e14"]
     m_lo, m_hi = masses["min"] * 1e14, masses["max"] * 1e14
     out = []
@@ -121,6 +159,7 @@ def predict_catalogue(
             ", ".join(clash),
         )
         table = table.rename(columns={c: f"{c}_input" for c in clash})
+    z = catalogue_z(table, model, catalogue_path)
     sky_map = read_sky_map(map_path, weights_path=weights_path, unit=unit)
     beam = check_beam(
         card,
@@ -132,14 +171,12 @@ def predict_catalogue(
     _check_noise(sky_map, beam=beam, card=card)
     timings = {"read_inputs": time.perf_counter() - t0}
 
-    m_est, mf_amp, cutout_flags = _measure(sky_map, table, model, order, threads, timings)
+    m_est, mf_amp, cutout_flags = _measure(sky_map, table, z, model, order, threads, timings)
     t1 = time.perf_counter()
     n = len(table)
     outside = np.array([f == OUTSIDE for f in cutout_flags])
     m_est[outside] = np.nan
     mf_amp[outside] = np.nan
-    z_card = card["redshift"]["min"]
-    z = table["z"].fillna(z_card).to_numpy() if "z" in table else np.full(n, z_card)
     filt = apply_calibration(mf["calibration"], amplitude=mf_amp, amplitude_err=mf["sigma"])
     cal = model["calibration"]
     result = table.copy()
@@ -159,7 +196,7 @@ def predict_catalogue(
         result[f"mf_{column}"] = mf_intervals[column]
     result["mf_snr"] = mf_amp / mf["sigma"]
     result["mf_ln_m_err"] = filt["ln_m_err"]
-    result["flag"] = _flags(cutout_flags, z, m_est, card)
+    result["flag"] = _flags(cutout_flags, z, m_est, card, model["normalization"])
     _write(result, Path(out_path))
     timings["masses_and_write"] = time.perf_counter() - t1
     result.attrs["timings"] = timings
@@ -174,9 +211,10 @@ def predict_catalogue(
     return result
 
 
-def _measure(sky_map, table, model, order, threads, timings):
+def _measure(sky_map, table, z, model, order, threads, timings):
     """The network's raw estimate, the filter's amplitude and the cutout's flag per row, chunk
-    by chunk; the stages' seconds added to ``timings``."""
+    by chunk (``z``: each row's redshift, the network's second input where it takes one); the
+    stages' seconds added to ``timings``."""
     t0 = time.perf_counter()
     card = model["card"]
     npix, pixel = int(card["sky"]["npix"]), float(card["sky"]["pixel_arcmin"])
@@ -200,7 +238,12 @@ def _measure(sky_map, table, model, order, threads, timings):
     t0 = time.perf_counter()
     try:
         net = load_network(
-            model["model_path"], npix=npix, threads=threads, source="its card", deterministic=False
+            model["model_path"],
+            npix=npix,
+            threads=threads,
+            source="its card",
+            deterministic=False,
+            channels=input_channels(model["normalization"]),
         )
     except ValueError as err:
         raise InputError(str(err)) from None
@@ -223,7 +266,7 @@ def _measure(sky_map, table, model, order, threads, timings):
         t1 = time.perf_counter()
         timings["cutouts"] += t1 - t0
         windowed = window * maps  # (n, 2 planes, npix, npix)
-        inputs = (windowed[:, 0] / norm["sky_scale"]).astype(np.float32)[..., None]
+        inputs = network_inputs(windowed[:, 0], z[start:stop], norm)
         pred = np.concatenate(
             [net.predict_on_batch(inputs[i : i + 64]) for i in range(0, len(inputs), 64)]
         )
@@ -296,7 +339,8 @@ def describe(model_dir: str | os.PathLike) -> str:
         f"  sky: {sky['freq_ghz']:g} GHz, beam {sky['beam_fwhm_arcmin']:g}' FWHM, white noise "
         f"{sky['noise_uk_arcmin']:g} uK-arcmin, {sky['npix']}x{sky['npix']} cutouts of "
         f"{sky['pixel_arcmin']:g}'",
-        f"  clusters: z {card['redshift']['min']:g}-{card['redshift']['max']:g}, M200c "
+        f"  clusters: z {card['redshift']['min']:g}-{card['redshift']['max']:g}"
+        f"{' (a network input)' if card.get('z_input') else ''}, M200c "
         f"{masses['min']:g}-{masses['max']:g}e14 Msun ({masses['sampling']}), intrinsic "
         f"scatter {card['intrinsic_scatter_ln']:g} in ln Y",
         f"  network: base width {card['model'].get('base_filters')}, best epoch "
