@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from szmass.report import claims as cl
+from szmass.report import figures_redshift
 from szmass.report import redshift as rz
 from szmass.report import summary as sm
 
@@ -255,3 +256,14 @@ def test_fixed_z_summary_is_unchanged(tmp_path, tables, monkeypatch):
     assert with_block["claims"] == without["claims"]
     for name in ("summary.json", "summary.md", "per_mass.csv", "claims.csv"):
         assert (tmp_path / f"a_{name}").read_bytes() == (tmp_path / f"b_{name}").read_bytes()
+
+
+def test_figure_writes_its_files(tmp_path, block):
+    out = [str(tmp_path / "fig9.png"), str(tmp_path / "fig9.pdf")]
+    figures_redshift.figure_redshift(summary={"redshift": block}, out_paths=out, dpi=40)
+    assert all((tmp_path / name).stat().st_size > 1000 for name in ("fig9.png", "fig9.pdf"))
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps(sm._plain({"redshift": block})))
+    figures_redshift.figure_redshift(summary=str(path), out_paths=out[:1], dpi=40)
+    with pytest.raises(ValueError, match="one z"):
+        figures_redshift.figure_redshift(summary={}, out_paths=out, dpi=40)
