@@ -32,6 +32,12 @@ def _values(rows, estimator: str, key: str) -> np.ndarray:
 def _set_column(axes, name: str, bins: Sequence[Mapping[str, Any]]) -> None:
     """One set's three panels: mean ln ratio, fitted width, the filter's S/N."""
     rows = _pooled(bins)
+    axes[0].set_title(name)
+    axes[2].set_xlabel("z")
+    if not rows:
+        text = f"no z bin of {rz.MIN_BIN_MAPS} maps or more"
+        axes[0].text(0.5, 0.5, text, ha="center", transform=axes[0].transAxes)
+        return
     z = np.array([r["z_median"] for r in rows])
     lo, hi = np.array([r["z_lo"] for r in rows]), np.array([r["z_hi"] for r in rows])
     snr = _values(rows, "matched_filter", "median_snr")
@@ -50,17 +56,14 @@ def _set_column(axes, name: str, bins: Sequence[Mapping[str, Any]]) -> None:
         sigma, sig_err = _values(rows, estimator, "sigma"), _values(rows, estimator, "sigma_err")
         axes[1].errorbar(x, sigma, yerr=sig_err, **style)
     limit = (1 + rz.TARGET_WIDTH_TOLERANCE) * _values(rows, "matched_filter", "sigma")
-    axes[1].stairs(
-        limit, np.append(lo, hi[-1:]), color="C3", ls=":", baseline=None, label="filter x 1.1"
-    )
+    label = f"filter x {1 + rz.TARGET_WIDTH_TOLERANCE:g}"
+    axes[1].hlines(limit, lo, hi, color="C3", ls=":", lw=1, label=label)
     axes[2].plot(z, snr, ls="--", marker="s", color="C3")
     axes[2].axhline(rz.TARGET_MIN_SNR, color="0.4", ls=":", lw=1)
-    axes[0].set_title(name)
     axes[0].legend(fontsize=7)
     axes[1].legend(fontsize=7)
     axes[1].set_ylim(0, None)
     axes[2].set_ylim(0, None)
-    axes[2].set_xlabel("z")
 
 
 def figure_redshift(

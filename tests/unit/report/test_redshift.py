@@ -267,3 +267,15 @@ def test_figure_writes_its_files(tmp_path, block):
     figures_redshift.figure_redshift(summary=str(path), out_paths=out[:1], dpi=40)
     with pytest.raises(ValueError, match="one z"):
         figures_redshift.figure_redshift(summary={}, out_paths=out, dpi=40)
+
+
+def test_a_set_too_small_for_a_z_bin_gets_no_rows_and_an_empty_panel(tmp_path, tables):
+    rng = np.random.default_rng(5)
+    few = dict(zip(("network", "matched_filter"), _set(rng, 8), strict=True))
+    both = {e: {**tables[e], "scatter0": few[e]} for e in tables}
+    block = rz.redshift_summary(both, sm.GRID_SETS, fit=FIT)
+    assert block["sets"]["scatter0"]["bins"] == []
+    assert [r["ours"] for r in cl.redshift_claims(_summary(block))][0].startswith("4 of 5")
+    out = [str(tmp_path / "fig9.png")]
+    figures_redshift.figure_redshift(summary={"redshift": block}, out_paths=out, dpi=40)
+    assert (tmp_path / "fig9.png").stat().st_size > 1000
