@@ -37,3 +37,4 @@ rule all:
         rules.plot_realistic.output,
         rules.plot_baseline.output,
         rules.plot_coverage.output,
+        redshift_figures(),

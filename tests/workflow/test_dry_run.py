@@ -85,13 +85,17 @@ def test_continuous_dry_run(workflow_copy):
 
 def test_redshift_distribution_dry_run(workflow_copy):
     """``cluster.redshift: {distribution: uniform, range: [0.2, 1.5]}`` passes the schema and
-    the checks and plans the same jobs as the fixed z of config/test.yaml."""
+    the checks and plans the jobs of the fixed z of config/test.yaml, plus Figure 9 (the
+    evaluation by redshift), which a fixed z does not draw."""
     fixed = smk.run(workflow_copy, "-n", "--configfile", "config/test.yaml")
     edit = smk.set_key("cluster", "redshift", {"distribution": "uniform", "range": [0.2, 1.5]})
     config = smk.write_config(workflow_copy / "z.yaml", edit)
     drawn = smk.run(workflow_copy, "-n", "--configfile", str(config))
     assert fixed.returncode == 0 and drawn.returncode == 0, drawn.stdout
-    assert smk.job_stats(drawn.stdout) == smk.job_stats(fixed.stdout)
+    stats, fixed_stats = smk.job_stats(drawn.stdout), smk.job_stats(fixed.stdout)
+    assert "plot_redshift" not in fixed_stats
+    assert stats.pop("plot_redshift") == 1
+    assert stats == fixed_stats
 
 
 BAD_CONFIGS = {

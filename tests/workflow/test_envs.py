@@ -419,12 +419,18 @@ def test_slurm_dry_run_shows_its_resources(workflow_copy, tmp_path, job_rules):
     (profile / "config.yaml").write_text(
         yaml.safe_dump({k: v for k, v in config.items() if k != "use-conda"}, sort_keys=False)
     )
-    # rule all with one predict target, the survey-like test map (its rule is not in rule all)
+    # rule all with one predict target, the survey-like test map (its rule is not in rule all),
+    # and a redshift distribution (Figure 9, plot_redshift, is drawn only then)
     target = {"name": "testmap", "map": "results/survey/testmap.fits", "weights": None}
     target |= {"catalogue": "results/survey/testmap_truth.csv", "beam_fwhm_arcmin": None}
     overlay = tmp_path / "predict.yaml"
     overlay.write_text(
-        yaml.safe_dump({"predict": {"resample": "shift", "targets": [target | {"unit": None}]}})
+        yaml.safe_dump(
+            {
+                "predict": {"resample": "shift", "targets": [target | {"unit": None}]},
+                "cluster": {"redshift": {"distribution": "uniform", "range": [0.2, 1.5]}},
+            }
+        )
     )
     args = ["-n", "--configfile", "config/config.yaml", str(overlay)]
     args += ["--workflow-profile", str(profile)]

@@ -132,6 +132,14 @@ def predict_outputs():
     return [f"results/predict/{t['name']}.csv" for t in config["predict"]["targets"]]
 
 
+def redshift_figures():
+    """Figure 9 (evaluation by redshift) when cluster.redshift is a distribution, else nothing:
+    at one fixed z the summary has no redshift block to draw."""
+    if not isinstance(config["cluster"]["redshift"], dict):
+        return []
+    return [f"results/figures/fig9_redshift.{ext}" for ext in config["figures"]["formats"]]
+
+
 def check_slurm_cores():
     """Under the SLURM executor, refuse a run whose jobs ask for more CPUs than one node of
     their partition has: SLURM would keep them pending for ever (`Reason=PartitionConfig`)

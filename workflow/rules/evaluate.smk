@@ -83,6 +83,7 @@ rule summarize_results:
             "report/summary",
             "report/claims",
             "report/coverage",
+            "report/redshift",
             "report/stats",
             "intervals",
             "io",

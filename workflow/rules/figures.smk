@@ -130,3 +130,20 @@ rule plot_coverage:
         "../../envs/evaluate.yaml"
     script:
         "../scripts/plot_coverage.py"
+
+
+rule plot_redshift:
+    input:
+        summary="results/summary.json",
+        code=src("report/figures_redshift", "report/figures", "report/redshift"),
+    output:
+        figures("fig9_redshift", "fig9.rst"),
+    params:
+        dpi=config["figures"]["dpi"],
+    log:
+        "logs/plot_redshift.log",
+    threads: 1
+    conda:
+        "../../envs/evaluate.yaml"
+    script:
+        "../scripts/plot_redshift.py"

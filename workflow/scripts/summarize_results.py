@@ -27,4 +27,5 @@ summarize(
     sz_masses_1e14=snakemake.params.evaluation["sz_masses"],
     seed=snakemake.params.seed,
     smoke_test=snakemake.params.evaluation["smoke_test"],
+    redshift_bin_width=snakemake.params.evaluation["redshift_bin_width"],
 )

@@ -6,6 +6,8 @@ group of claims read from one block of the summary), listed in ``CLAIMS`` in tab
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from . import redshift
+
 #: The paper's requirement on trained masses (SPEC §4) and the bias test of SPEC §6.
 PAPER_DM_OVER_M = 0.2
 MAX_ABS_PULL = 1.0
@@ -521,6 +523,67 @@ def _width_claim(summary: dict, estimator: str, label: str, sets: Mapping) -> li
     ]
 
 
+def redshift_claims(summary: dict, **_: object) -> list[dict]:
+    """Issue 16, per scatter set: in every z bin (pooled over mass) where the filter's median
+    S/N exceeds ``redshift.TARGET_MIN_SNR``, the network's mean ln ratio within
+    ``TARGET_MAX_ABS_MEAN_LN`` of 0 and its fitted width at most ``TARGET_WIDTH_TOLERANCE``
+    above the filter's. The grid sets' z bins are in the tables, not judged: their per-mass
+    cells are too small for a 0.03 test."""
+    out = []
+    for name, block in summary.get("redshift", {}).get("sets", {}).items():
+        if not name.startswith("scatter"):
+            continue
+        bins = redshift.target_bins(block["bins"])
+        if not bins:
+            continue
+        out.append(_redshift_claim(name, bins))
+    return out
+
+
+def _redshift_claim(name: str, bins: Sequence[Mapping]) -> dict:
+    """One set's row of ``redshift_claims`` from its ``redshift.target_bins``."""
+    tol, snr_min = redshift.TARGET_WIDTH_TOLERANCE, redshift.TARGET_MIN_SNR
+    claim = f"{name}: bias and width per z bin vs the matched filter (beyond the paper)"
+    paper = (
+        f"(issue 16) abs(mean ln ratio) <= {redshift.TARGET_MAX_ABS_MEAN_LN} and width <= "
+        f"{1 + tol:g}x the filter's in every z bin where its median S/N > {snr_min:g}"
+    )
+    judged = [b for b in bins if b["assessed"]]
+    skipped = [f"{b['z_bin']} (S/N {b['median_snr']:.1f})" for b in bins if not b["assessed"]]
+    note = f"not judged, filter S/N <= {snr_min:g}: {', '.join(skipped)}" if skipped else ""
+    if not judged:
+        row = _claim(claim, paper, f"{len(bins)} z bins, none judged", None, note)
+        return _unassessed(row, f"no z bin where the filter's median S/N > {snr_min:g}")
+    failed = [b for b in judged if not (b["bias_ok"] and b["width_ok"])]
+    parts = [f"{len(judged) - len(failed)} of {len(judged)} z bins within"]
+    fitted = [b for b in judged if "mean" in b]
+    if fitted:
+        worst = max(fitted, key=lambda b: abs(b["mean"]))
+        wide = max(fitted, key=lambda b: b["width_ratio"])
+        parts.append(
+            f"worst bias {worst['mean']:+.3f} ± {worst['mean_err']:.3f} ({worst['z_bin']}), "
+            f"worst width ratio {wide['width_ratio']:.2f} ({wide['z_bin']})"
+        )
+    if failed:
+        parts.append("outside: " + ", ".join(_redshift_failure(b) for b in failed))
+    return _claim(
+        claim,
+        paper,
+        "; ".join(parts),
+        not failed,
+        note,
+        medians=[b["median_ratio"] for b in judged],
+    )
+
+
+def _redshift_failure(b: Mapping) -> str:
+    if "error" in b:
+        return f"{b['z_bin']} ({b['error']})"
+    what = [f"bias {b['mean']:+.3f}"] if not b["bias_ok"] else []
+    what += [f"width ratio {b['width_ratio']:.2f}"] if not b["width_ok"] else []
+    return f"{b['z_bin']} ({', '.join(what)})"
+
+
 #: The claims table, in order: each function takes the summary (and ``sigma_int``,
 #: ``train_masses_1e14`` by keyword) and returns its rows, none where its block is absent.
 CLAIMS: tuple[Callable[..., list[dict]], ...] = (
@@ -534,6 +597,7 @@ CLAIMS: tuple[Callable[..., list[dict]], ...] = (
     baseline_claims,
     filter_target_claims,
     coverage_claims,
+    redshift_claims,
     sz_map_claim,
 )
 

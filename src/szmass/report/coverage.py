@@ -23,7 +23,7 @@ def has_intervals(table: pd.DataFrame) -> bool:
     return set(INTERVAL_COLUMNS) <= set(table.columns) and table["m200c_lo16"].notna().any()
 
 
-def _bins(table: pd.DataFrame, grid: bool) -> list[tuple[str, float, pd.DataFrame]]:
+def mass_bins(table: pd.DataFrame, *, grid: bool) -> list[tuple[str, float, pd.DataFrame]]:
     """(label, representative mass [Msun], rows) per mass bin."""
     m = table["m200c_true"].to_numpy(float)
     if grid:
@@ -44,7 +44,7 @@ def set_coverage(table: pd.DataFrame, *, grid: bool) -> dict[str, Any]:
     out = coverage(table, pit=pit)
     out["bins"] = [
         {"bin": label, "m200c": mass, **coverage(rows, pit=None if pit is None else rows["pit"])}
-        for label, mass, rows in _bins(table, grid)
+        for label, mass, rows in mass_bins(table, grid=grid)
     ]
     return out
 

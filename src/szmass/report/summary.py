@@ -4,6 +4,7 @@ check at a glance).
 """
 
 import csv
+import functools
 import json
 import logging
 import os
@@ -18,6 +19,8 @@ from ..io import open_shard, write_csv_atomic, write_text_atomic
 from . import stats
 from .claims import PAPER_MEAN_R, claims
 from .coverage import coverage_summary, markdown_lines
+from .redshift import Z_BIN_WIDTH, redshift_summary
+from .redshift import markdown_lines as redshift_markdown_lines
 
 log = logging.getLogger("szmass.summary")
 
@@ -160,12 +163,15 @@ def summarize(
     n_boot: int = 1000,
     seed: int = 0,
     smoke_test: bool = False,
+    redshift_bin_width: float = Z_BIN_WIDTH,
 ) -> dict[str, Any]:
     """Every headline number of a run, and the table of claims, from the predictions.
 
     ``predictions`` / ``baseline_predictions`` map a test-set name to the network's / the
     matched filter's predictions table. ``smoke_test`` (``evaluation.smoke_test``): the
-    training only checked that every stage runs, and no claim is assessed.
+    training only checked that every stage runs, and no claim is assessed. Where the grid or
+    scatter sets' maps span more than one z, the ``redshift`` block bins them in z
+    (``redshift_bin_width``, ``evaluation.redshift_bin_width``); a fixed-z run has none.
     """
     tables = {name: read_predictions(path) for name, path in predictions.items()}
     per_mass = per_mass_table(tables, "network")
@@ -227,6 +233,14 @@ def summarize(
         {"network": tables, "matched_filter": mf_tables if baseline_predictions else {}},
         GRID_SETS,
     )
+    by_z = redshift_summary(
+        {"network": tables, "matched_filter": mf_tables if baseline_predictions else {}},
+        GRID_SETS,
+        fit=functools.partial(ln_ratio_fit, **fit),
+        bin_width=redshift_bin_width,
+    )
+    if by_z:
+        summary["redshift"] = by_z
     summary["sz_residual_ratio"] = sz_residual_ratios(maps)
     summary["sz_residual_masses"] = [f"{m:g}" for m in sz_masses_1e14]
     summary["smoke_test"] = smoke_test
@@ -375,6 +389,7 @@ def markdown(summary: dict) -> str:
         )
     lines += _estimator_table(summary)
     lines += markdown_lines(summary.get("coverage", {}))
+    lines += redshift_markdown_lines(summary.get("redshift"))
     for name, block in summary["per_mass"].items():
         lines += [
             "",
