@@ -10,6 +10,7 @@ from szmass.baseline import redshift as zr
 from szmass.calibration import apply_calibration, fit_calibration
 from szmass.intervals import filter_intervals
 from szmass.io import open_shard
+from szmass.sky.simulate import simulate_shard
 
 from ..conftest import CLUSTER, COSMO, TRAIN, VAL, sky, write_spectra
 
@@ -185,3 +186,62 @@ def test_fixed_z_calibration_and_masses_are_those_of_before(shards16, tmp_path):
     assert result["calibration"] == cal and "cell_z_range" not in result
     for key, values in ref.items():
         np.testing.assert_array_equal(table[key].to_numpy(), values, err_msg=key)
+
+
+UNIFORM = {**CLUSTER, "redshift": {"distribution": "uniform", "range": [0.5, 0.9]}}
+
+
+@pytest.fixture(scope="module")
+def uniform_shards(tmp_path_factory):
+    """16-px grid shards at 1, 2, 4e14 whose 110 maps each draw z uniform in [0.5, 0.9]."""
+    root = tmp_path_factory.mktemp("uniform_z")
+    spectra = write_spectra(root / "spectra.ecsv")
+    paths = []
+    for mass in (1, 2, 4):
+        path = root / f"M{mass}.zarr"
+        simulate_shard(
+            spectra_path=str(spectra),
+            out_path=str(path),
+            set_name="grid",
+            seed=5,
+            sky=SKY,
+            cluster=UNIFORM,
+            sigma_int=0.2,
+            mass_1e14=mass,
+            n_realizations=110,
+        )
+        paths.append(str(path))
+    return str(spectra), paths
+
+
+def test_a_z_distribution_is_calibrated_and_applied_per_z(uniform_shards, tmp_path):
+    spectra, shards = uniform_shards
+    kw = {"spectra_path": spectra, "shard_paths": shards, "sky": SKY, "cluster": UNIFORM}
+    result = bc.calibrate_baseline(
+        **kw, realizations=[0, 100], baseline=BASELINE, out_path=str(tmp_path / "cal.json")
+    )
+    cal = result["calibration"]
+    # two cells of 50 maps per mass, each its own z range, the fit across z
+    assert result["cell_n_maps"] == [50] * 6 and "redshift_terms" in cal
+    assert all(0.5 <= lo < hi <= 0.9 for lo, hi in result["cell_z_range"])
+    table = bc.baseline_set(
+        **kw,
+        calibration_path=str(tmp_path / "cal.json"),
+        realizations=[100, 110],
+        baseline=BASELINE,
+        out_predictions=str(tmp_path / "pred.csv"),
+        sigma_int=0.2,
+    )
+    assert len(table) == 30 and table["z"].nunique() == 30
+    # each map: its template at its z to 0.01, the calibration at that z
+    setup = bc._filter_setup(spectra, SKY, UNIFORM, BASELINE)
+    ds = open_shard(shards[2]).isel(realization=slice(100, 110))
+    rows = table[table["shard"] == "M4"]
+    for i, z in enumerate(ds.z.values):
+        tz = round(z, 2)
+        one = mf.bank_estimates(ds.sky.values[i : i + 1], setup["banks"](tz))
+        at = zr.calibration_at(cal, setup["ln_theta"](tz))
+        mass = apply_calibration(at, amplitude=one["amplitude_fixed"], amplitude_err=0.0)
+        assert rows["amplitude"].iloc[i] == pytest.approx(one["amplitude_fixed"][0], rel=1e-12)
+        assert rows["m200c_est"].iloc[i] == pytest.approx(mass["m200c_est"][0], rel=1e-12)
+    assert np.all(table["m200c_lo16"] <= table["m200c_hi84"])
