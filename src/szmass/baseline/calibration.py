@@ -163,9 +163,14 @@ def read_calibration(path: str | Path, *, baseline: dict[str, Any]) -> dict[str,
     return calibration
 
 
-def _masses(est: dict, calibration: dict, setup: dict, *, sigma_int: float, m_true, belts):
-    """Masses, first-order ln M errors and intervals of a shard's maps, per template z with
-    the calibration at that z (``redshift.calibration_at``; one z: the calibration as is)."""
+def masses_by_z(
+    est: dict, calibration: dict, setup: dict, *, sigma_int: float, m_true, belts: dict
+) -> tuple[dict[str, np.ndarray], int]:
+    """Masses ``m200c_est`` (0 for a non-detection), first-order ``ln_m_err`` and intervals
+    (``intervals.filter_intervals``, with ``pit``) of a shard's maps from ``est``
+    (``template_z``, ``amplitude_fixed``, ``amplitude_fixed_err`` per map), per template z
+    with the calibration at that z (``redshift.calibration_at``, ``setup['ln_theta'](z)``;
+    one z: the calibration as it is); also the number of non-detections."""
     template_z, amp, err = est["template_z"], est["amplitude_fixed"], est["amplitude_fixed_err"]
     groups = np.unique(template_z)
     terms = calibration.get("redshift_terms")
@@ -216,7 +221,7 @@ def baseline_set(
     for path in shard_paths:
         ds = _maps(path, realizations)
         est = _estimates(ds, setup)
-        masses, n_nonpositive = _masses(
+        masses, n_nonpositive = masses_by_z(
             est, calibration, setup, sigma_int=sigma_int, m_true=ds.m200c.values, belts=belts
         )
         intervals = {k: masses[k] for k in (*INTERVAL_COLUMNS, "m200c_belt", "pit")}

@@ -2,13 +2,14 @@
 z group, a fixed z computed exactly as before, and the calibration across z."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from szmass.baseline import calibration as bc
 from szmass.baseline import matched_filter as mf
 from szmass.baseline import redshift as zr
 from szmass.calibration import apply_calibration, fit_calibration
-from szmass.intervals import filter_intervals
+from szmass.intervals import INTERVAL_COLUMNS, calibrated_masses, coverage, filter_intervals
 from szmass.io import open_shard
 from szmass.sky.simulate import simulate_shard
 
@@ -245,3 +246,53 @@ def test_a_z_distribution_is_calibrated_and_applied_per_z(uniform_shards, tmp_pa
         assert rows["amplitude"].iloc[i] == pytest.approx(one["amplitude_fixed"][0], rel=1e-12)
         assert rows["m200c_est"].iloc[i] == pytest.approx(mass["m200c_est"][0], rel=1e-12)
     assert np.all(table["m200c_lo16"] <= table["m200c_hi84"])
+
+
+#: Two redshifts' template sizes ln(theta500 / arcmin) and filter noise sigma_A: a large,
+#: noisier template (low z) and a small one (high z), so that both the belt's noise and its
+#: calibration differ between them.
+TWO_Z = {0.3: (1.2, 0.12), 1.2: (0.15, 0.07)}
+
+
+def _binomial_tol(p, n, k=3.5):
+    return k * np.sqrt(p * (1 - p) / n)
+
+
+@pytest.mark.parametrize("m", [2e14, 6e14])
+def test_intervals_cover_at_two_redshifts(m):
+    """Synthetic amplitudes A = mu(M, z) e^d + n of the calibration's form, at two z with
+    their own sigma_A: the per-z intervals cover at 68 and 95% at both, the PIT is flat."""
+    terms = {"alpha": 0.0, "beta": 1.4, "gamma": 0.0, "delta": -0.2, "m_pivot": 4.5e14}
+    terms |= {"ln_theta_pivot": 0.5, "ln_theta_range": [0.15, 1.2], "rms_ln_a": 0.01}
+    terms["covariance"] = np.diag([1e-4] * 4).tolist()
+    calibration = {"redshift_terms": terms, "n_used": 16, "n_nonpositive": 0}
+    rng = np.random.default_rng(7)
+    n = 3000
+    z = np.repeat(list(TWO_Z), n)
+    t = np.array([TWO_Z[v][0] for v in z])
+    sigma = np.array([TWO_Z[v][1] for v in z])
+    mu = np.exp(_law(np.full(z.size, m), t, alpha=0.0, gamma=0.0, delta=-0.2, pivot=0.5))
+    amp = mu * np.exp(rng.normal(0, 0.2, z.size)) + rng.normal(0, sigma)
+    est = {"template_z": z, "amplitude_fixed": amp, "amplitude_fixed_err": sigma}
+    setup = {"ln_theta": lambda value: TWO_Z[value][0]}
+    out, _ = bc.masses_by_z(
+        est, calibration, setup, sigma_int=0.2, m_true=np.full(z.size, m), belts={}
+    )
+    for value in TWO_Z:
+        pick = z == value
+        table = pd.DataFrame({k: out[k][pick] for k in INTERVAL_COLUMNS})
+        table["m200c_true"] = m
+        cov = coverage(table, pit=out["pit"][pick])
+        assert cov["coverage_68"] == pytest.approx(0.6827, abs=_binomial_tol(0.68, n)), value
+        assert cov["coverage_95"] == pytest.approx(0.9545, abs=_binomial_tol(0.95, n)), value
+        assert cov["pit_ks"] < 0.05, value  # KS at 3000 draws 0.025, plus the belt's steps
+    # the two calibrations differ (A = 2 is 8% apart in mass), and the belt of the pivot's
+    # calibration at z = 0.3 is off: its PIT is not flat (KS 0.11 at 2e14)
+    high = zr.calibration_at(calibration, TWO_Z[1.2][0])
+    low = zr.calibration_at(calibration, TWO_Z[0.3][0])
+    assert abs(np.log(calibrated_masses(2.0, high) / calibrated_masses(2.0, low))) > 0.07
+    pick = z == 0.3
+    pivot = zr.calibration_at(calibration, terms["ln_theta_pivot"])
+    wrong = filter_intervals(amp[pick], 0.12, pivot, sigma_int=0.2, m200c_true=np.full(n, m))
+    table = pd.DataFrame({k: wrong[k] for k in INTERVAL_COLUMNS}).assign(m200c_true=m)
+    assert coverage(table, pit=wrong["pit"])["pit_ks"] > 0.06
