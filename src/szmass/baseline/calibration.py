@@ -4,13 +4,18 @@ realizations, then a mass per map with the same table layout as the network's pr
 Estimator: ``matched_filter.matched_filter_estimates`` (the optimal linear filter for the
 simulation's exact pixel covariance; Melin et al. 2006, arXiv:astro-ph/0602424; Hasselfield et
 al. 2013, arXiv:1301.0816) at a fixed reference scale; the best-scale S/N is kept per map to
-show how much the map itself says about each mass (SPEC §4, "Information limit").
+show how much the map itself says about each mass (SPEC §4, "Information limit"). Templates lie
+at each map's own z (``redshift.estimates_by_z``; a redshift distribution rounds it to
+``redshift.TEMPLATE_Z_STEP``).
 
 Calibration (D): per training mass the median fixed-scale amplitude (robust to the noise and
 to the log-normal scatter), then the scaling relation ln A = alpha + beta ln M fitted over the
 training masses and inverted. Fitting the maps one by one instead (ln M on ln A) pulls every
 estimate toward the mean training mass, and ln A of single maps is biased at low S/N.
-A map whose amplitude is <= 0 gets an estimate of 0: a non-detection, ranked lowest.
+Training maps at many redshifts give cells in (mass, z) instead, and the relation gains the
+z terms of ``redshift.fit_redshift_calibration``; each test map is then calibrated, and its
+intervals drawn, at its own z. A map whose amplitude is <= 0 gets an estimate of 0: a
+non-detection, ranked lowest.
 """
 
 import functools
