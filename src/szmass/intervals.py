@@ -200,18 +200,31 @@ def calibrated_masses(amplitude, calibration: dict[str, float]) -> np.ndarray:
 
 
 def filter_intervals(
-    amplitude, amplitude_err, calibration: dict[str, float], *, sigma_int: float, m200c_true=None
+    amplitude,
+    amplitude_err,
+    calibration: dict[str, float],
+    *,
+    sigma_int: float,
+    m200c_true=None,
+    belts: dict | None = None,
 ) -> dict[str, np.ndarray]:
     """The matched filter's intervals [Msun] (``INTERVAL_COLUMNS``, ``m200c_belt``) from its
     amplitude, the analytic noise sigma_A (one value per filter: maps are grouped by it), its
-    calibration and the log-normal intrinsic scatter ``sigma_int`` of A at fixed M; with
-    ``m200c_true``, also ``pit``."""
+    calibration (one z: a filter whose calibration depends on z is called once per z, with
+    the calibration at that z) and the log-normal intrinsic scatter ``sigma_int`` of A at
+    fixed M; with ``m200c_true``, also ``pit``. ``belts``, a dict, keeps the belts built (by
+    sigma_A, calibration and sigma_int) for the next call."""
     amp = np.asarray(amplitude, dtype=float)
     err = np.broadcast_to(np.asarray(amplitude_err, dtype=float), amp.shape)
     out = {c: np.full(amp.shape, np.nan) for c in (*INTERVAL_COLUMNS, "m200c_belt", "pit")}
     for sigma in np.unique(err[np.isfinite(err)]):
         pick = err == sigma
-        belt = filter_belt(float(sigma), calibration, sigma_int=sigma_int)
+        key = (float(sigma), calibration["a"], calibration["b"], float(sigma_int))
+        belt = None if belts is None else belts.get(key)
+        if belt is None:
+            belt = filter_belt(float(sigma), calibration, sigma_int=sigma_int)
+        if belts is not None:
+            belts[key] = belt
         m_est = calibrated_masses(amp[pick], calibration)
         for column, values in belt_intervals(belt, m_est).items():
             out[column][pick] = values

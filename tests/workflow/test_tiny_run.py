@@ -498,6 +498,7 @@ def test_config_key_order_does_not_rerun(tiny_run, tmp_path):
         pytest.param("network/model", {MODEL}, id="model"),
         pytest.param("network/train", {MODEL}, id="train"),
         pytest.param("baseline/matched_filter", {CALIB, *BASE.values()}, id="matched_filter"),
+        pytest.param("baseline/redshift", {CALIB, *BASE.values()}, id="baseline_redshift"),
         pytest.param(
             "calibration", {CALIB, *BASE.values(), NETCAL, *PRED.values()}, id="calibration"
         ),

@@ -5,6 +5,7 @@ rule calibrate_baseline:
         code=src(
             "baseline/calibration",
             "baseline/matched_filter",
+            "baseline/redshift",
             "calibration",
             "intervals",
             "sky/cluster",
@@ -39,6 +40,7 @@ rule baseline_set:
         code=src(
             "baseline/calibration",
             "baseline/matched_filter",
+            "baseline/redshift",
             "calibration",
             "intervals",
             "sky/cluster",

@@ -174,57 +174,46 @@ def apply_filters(maps: np.ndarray, filters: dict[str, np.ndarray]) -> dict[str,
     return {"amplitude": amp, "snr": amp / sigma}
 
 
-def matched_filter_estimates(
-    maps: np.ndarray,
+def filter_bank(
     *,
-    spectra_ell: np.ndarray,
-    spectra_cl: np.ndarray,
+    z: float,
+    scale_m200c_msun: np.ndarray,
+    fixed_m200c_msun: float,
+    covariance: np.ndarray,
     sky: dict[str, Any],
     cluster: dict[str, Any],
     cosmo: dict[str, Any],
-    scale_m200c_msun: np.ndarray,
-    fixed_m200c_msun: float | None = None,
-    covariance: np.ndarray | None = None,
-) -> dict[str, np.ndarray]:
-    """Multi-scale and fixed-scale matched-filter amplitudes of simulated maps (n, npix, npix).
-
-    Args:
-        scale_m200c_msun: trial masses M200c [Msun] setting the filter scales (n_scales,).
-        fixed_m200c_msun: scale of the fixed-scale estimate; default the middle trial mass
-            (index n_scales // 2).
-        covariance: pixel covariance to use instead of ``pixel_covariance`` (e.g. the
-            ``empirical_covariance`` check path).
-        sky, cluster, cosmo, spectra_*: as for ``pixel_covariance`` / ``scale_templates``;
-            ``cluster['redshift']`` is the clusters' redshift.
-    Returns:
-        per map (n,): ``amplitude``, ``amplitude_err``, ``snr``, ``best_scale_m200c`` [Msun],
-        ``best_index``, ``y0``, ``y0_err`` (beam-convolved central Compton y) at the scale of
-        highest S/N; ``amplitude_fixed``, ``amplitude_fixed_err``, ``snr_fixed``, ``y0_fixed``,
-        ``y0_fixed_err`` at the fixed scale; and per scale ``scale_m200c``, ``scale_sigma``,
-        ``scale_y0`` (the template's central y), ``scale_response_fixed`` (the fixed-scale
-        amplitude of each scale's noise-free template: ``calibration.fit_calibration`` of it against
-        ``scale_m200c`` is a calibration with no training maps), the scalar ``fixed_m200c``,
-        and the full ``amplitude_all`` / ``snr_all`` (n, n_scales).
-    """
+) -> dict[str, Any]:
+    """The filters of every trial scale and of the fixed scale for clusters at redshift ``z``
+    (templates from ``scale_templates``, filters from ``build_filters``), with what
+    ``bank_estimates`` needs to turn amplitudes into y0: ``z``, ``scales``, ``fixed``,
+    ``filters``, ``y0_scale`` (each template's beam-convolved central Compton y) and
+    ``response_fixed`` (the fixed-scale amplitude of each scale's noise-free template)."""
     scales = np.atleast_1d(np.asarray(scale_m200c_msun, dtype=float))
-    fixed = scales[scales.size // 2] if fixed_m200c_msun is None else float(fixed_m200c_msun)
     templates = scale_templates(
-        m200c_msun=np.append(scales, fixed),
-        z=cluster["redshift"],
-        cosmo=cosmo,
-        sky=sky,
-        cluster=cluster,
+        m200c_msun=np.append(scales, fixed_m200c_msun), z=z, cosmo=cosmo, sky=sky, cluster=cluster
     )
-    if covariance is None:
-        covariance = pixel_covariance(spectra_ell=spectra_ell, spectra_cl=spectra_cl, sky=sky)
     filters = build_filters(templates, covariance)
-    res = apply_filters(maps, filters)
-    flat_templates = templates.reshape(templates.shape[0], -1)
     c = int(sky["npix"]) // 2
     window_c = flatsky.apodization_window(int(sky["npix"]), sky["apodization_width_pix"])[c, c]
     y_per_uk = 1.0 / (cosmo["TCMB"] * profiles.f_sz(sky["freq_ghz"], cosmo["TCMB"]) * 1e6)
-    y0_scale = templates[:, c, c] / window_c * y_per_uk  # positive: f_sz < 0 at 150 GHz
-    amp, snr, sigma = res["amplitude"][:, :-1], res["snr"][:, :-1], filters["sigma"]
+    flat_templates = templates.reshape(templates.shape[0], -1)
+    return {
+        "z": float(z),
+        "scales": scales,
+        "fixed": float(fixed_m200c_msun),
+        "filters": filters,
+        "y0_scale": templates[:, c, c] / window_c * y_per_uk,  # positive: f_sz < 0 at 150 GHz
+        "response_fixed": filters["weights"][-1] @ flat_templates[:-1].T,
+    }
+
+
+def bank_estimates(maps: np.ndarray, bank: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The estimates of ``matched_filter_estimates`` for maps (n, npix, npix) from one
+    ``filter_bank``."""
+    res = apply_filters(maps, bank["filters"])
+    sigma, y0_scale, scales = bank["filters"]["sigma"], bank["y0_scale"], bank["scales"]
+    amp, snr = res["amplitude"][:, :-1], res["snr"][:, :-1]
     best = np.argmax(snr, axis=1)
     rows = np.arange(amp.shape[0])
     return {
@@ -240,14 +229,65 @@ def matched_filter_estimates(
         "snr_fixed": res["snr"][:, -1],
         "y0_fixed": res["amplitude"][:, -1] * y0_scale[-1],
         "y0_fixed_err": np.full(amp.shape[0], sigma[-1] * y0_scale[-1]),
-        "fixed_m200c": fixed,
+        "fixed_m200c": bank["fixed"],
         "scale_m200c": scales,
         "scale_sigma": sigma[:-1],
         "scale_y0": y0_scale[:-1],
-        "scale_response_fixed": filters["weights"][-1] @ flat_templates[:-1].T,
+        "scale_response_fixed": bank["response_fixed"],
         "amplitude_all": amp,
         "snr_all": snr,
     }
+
+
+def matched_filter_estimates(
+    maps: np.ndarray,
+    *,
+    spectra_ell: np.ndarray,
+    spectra_cl: np.ndarray,
+    sky: dict[str, Any],
+    cluster: dict[str, Any],
+    cosmo: dict[str, Any],
+    scale_m200c_msun: np.ndarray,
+    fixed_m200c_msun: float | None = None,
+    covariance: np.ndarray | None = None,
+    z: float | None = None,
+) -> dict[str, np.ndarray]:
+    """Multi-scale and fixed-scale matched-filter amplitudes of simulated maps (n, npix, npix),
+    every template at one redshift (maps at several: ``baseline.redshift.estimates_by_z``).
+
+    Args:
+        scale_m200c_msun: trial masses M200c [Msun] setting the filter scales (n_scales,).
+        fixed_m200c_msun: scale of the fixed-scale estimate; default the middle trial mass
+            (index n_scales // 2).
+        covariance: pixel covariance to use instead of ``pixel_covariance`` (e.g. the
+            ``empirical_covariance`` check path).
+        z: the clusters' redshift; default ``cluster['redshift']`` (which must then be a
+            number).
+        sky, cluster, cosmo, spectra_*: as for ``pixel_covariance`` / ``scale_templates``.
+    Returns:
+        per map (n,): ``amplitude``, ``amplitude_err``, ``snr``, ``best_scale_m200c`` [Msun],
+        ``best_index``, ``y0``, ``y0_err`` (beam-convolved central Compton y) at the scale of
+        highest S/N; ``amplitude_fixed``, ``amplitude_fixed_err``, ``snr_fixed``, ``y0_fixed``,
+        ``y0_fixed_err`` at the fixed scale; and per scale ``scale_m200c``, ``scale_sigma``,
+        ``scale_y0`` (the template's central y), ``scale_response_fixed`` (the fixed-scale
+        amplitude of each scale's noise-free template: ``calibration.fit_calibration`` of it against
+        ``scale_m200c`` is a calibration with no training maps), the scalar ``fixed_m200c``,
+        and the full ``amplitude_all`` / ``snr_all`` (n, n_scales).
+    """
+    scales = np.atleast_1d(np.asarray(scale_m200c_msun, dtype=float))
+    fixed = scales[scales.size // 2] if fixed_m200c_msun is None else float(fixed_m200c_msun)
+    if covariance is None:
+        covariance = pixel_covariance(spectra_ell=spectra_ell, spectra_cl=spectra_cl, sky=sky)
+    bank = filter_bank(
+        z=cluster["redshift"] if z is None else z,
+        scale_m200c_msun=scales,
+        fixed_m200c_msun=fixed,
+        covariance=covariance,
+        sky=sky,
+        cluster=cluster,
+        cosmo=cosmo,
+    )
+    return bank_estimates(maps, bank)
 
 
 def cluster_free_maps(
