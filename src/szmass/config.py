@@ -296,6 +296,15 @@ def check_config(config: dict[str, Any]) -> None:
         raise ConfigError("config key 'spectra.lmax': must be >= spectra.lmax_camb")
 
 
+def single_redshift(redshift: float | dict[str, Any]) -> float:
+    """One redshift for what is built at one z (the matched filter beside a model, the survey
+    test map): ``cluster.redshift`` when it is a number, the middle of a distribution's range."""
+    if isinstance(redshift, dict):
+        lo, hi = redshift["range"]
+        return 0.5 * (float(lo) + float(hi))
+    return float(redshift)
+
+
 def grid_shards(config: dict[str, Any]) -> list[str]:
     """Paths of the grid shards, one per mass."""
     return [f"results/sims/grid/M{mass_label(m)}.zarr" for m in config["grid"]["masses"]]

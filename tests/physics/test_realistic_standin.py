@@ -524,3 +524,28 @@ def test_small_shard_through_prepare(tmp_path):
         seed=5, cosmo=COSMO, sky=SKY, cluster=CLUSTER, realistic={**cfg, "n_clusters": 4}
     )
     np.testing.assert_array_equal(bigger["m200c"][:3], ds.cluster_m200c.values)
+
+
+def test_rescale_with_a_training_redshift_distribution_inverts_at_each_clusters_z():
+    """With cluster.redshift a distribution (issue 16) the network was trained at every z in
+    it, so M_A10(Y) is inverted at each cluster's own z: the same as a fixed training z equal
+    to that cluster's; a fixed training z is as before (every cluster at 0.7)."""
+    m = np.array([3e14, 3e14, 6e14])
+    z = np.array([0.3, 1.1, 0.7])
+    dist = {**CLUSTER, "redshift": {"distribution": "uniform", "range": [0.2, 1.5]}}
+    r = rescale.rescale_factor_analytic(m200c_msun=m, z=z, cosmo=COSMO, sky=SKY, cluster=dist)
+    for mi, zi, ri in zip(m, z, r, strict=True):
+        at_z = {**CLUSTER, "redshift": float(zi)}
+        expected = rescale.rescale_factor_analytic(
+            m200c_msun=[mi], z=[zi], cosmo=COSMO, sky=SKY, cluster=at_z
+        )
+        assert ri == pytest.approx(expected[0], rel=SHAPE_RTOL)
+    fixed = rescale.rescale_factor_analytic(
+        m200c_msun=m, z=z, cosmo=COSMO, sky=SKY, cluster=CLUSTER
+    )
+    assert fixed[0] != pytest.approx(r[0], rel=1e-3)  # at z = 0.3, not 0.7: another relation
+    assert fixed[2] == pytest.approx(r[2], rel=SHAPE_RTOL)  # the cluster at z = 0.7 agrees
+    with pytest.raises(ValueError, match="each cluster's z"):
+        rescale.rescale_factor_measured(
+            y_cluster=np.zeros((1, 40, 40)), m200c_msun=[3e14], cosmo=COSMO, sky=SKY, cluster=dist
+        )

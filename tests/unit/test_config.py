@@ -29,6 +29,31 @@ def test_shipped_configs_pass_schema_and_checks(name, request, repo):
     check_config(config)
 
 
+def _overlay(base: dict, over: dict) -> dict:
+    """``over`` laid over ``base`` as Snakemake lays config files (mappings merged, key by key)."""
+    out = dict(base)
+    for key, value in over.items():
+        merge = isinstance(value, dict) and isinstance(base.get(key), dict)
+        out[key] = _overlay(base[key], value) if merge else value
+    return out
+
+
+@pytest.mark.parametrize("preset", ["spt3g", "so_lat"])
+@pytest.mark.parametrize("under", [[], ["cpu"]])
+def test_survey_presets_pass_schema_and_checks(preset, under, paper_config, repo):
+    """The survey presets (issue 16) over the paper config, alone and over config/cpu.yaml:
+    valid, with a redshift distribution and the survey's beam and noise."""
+    config = paper_config
+    for name in [*under, preset]:
+        config = _overlay(config, yaml.safe_load((repo / "config" / f"{name}.yaml").read_text()))
+    validate_config(config, repo / SCHEMA)
+    check_config(config)
+    assert config["cluster"]["redshift"]["distribution"] == "uniform"
+    assert config["sky"]["beam_fwhm_arcmin"] > paper_config["sky"]["beam_fwhm_arcmin"]
+    if under:
+        assert config["model"]["base_filters"] == 16
+
+
 def test_schema_describes_every_key(repo):
     """CONVENTIONS: a type (or $ref), a range and a description on every key."""
     with open(repo / SCHEMA) as f:

@@ -48,6 +48,7 @@ rule write_model_card:
             "network/dataset",
             "baseline/matched_filter",
             "baseline/calibration",
+            "baseline/redshift",
             "sky/cluster",
             "sky/profiles",
             "sky/maps",
@@ -62,6 +63,7 @@ rule write_model_card:
         cluster=canonical(config["cluster"]),
         baseline=canonical(config["baseline"]),
         train_masses=trained_masses(config),
+        sampling=config["split"]["masses"],
         model=canonical(config["model"]),
         training=canonical(config["training"]),
     log:

@@ -18,5 +18,6 @@ card = write_model_files(
     train_masses_1e14=snakemake.params.train_masses,
     model=snakemake.params.model,
     training=snakemake.params.training,
+    sampling=snakemake.params.sampling,
 )
 log.info("wrote %s and %s", snakemake.output.card, snakemake.output.filter)

@@ -66,6 +66,37 @@ def a10_cutout_y_arcmin2(
     return integrated_y_arcmin2(ys, npix=npix, pixel_arcmin=pixel, aperture_arcmin=aperture_arcmin)
 
 
+def a10_mass_at_training_z(
+    y_arcmin2: np.ndarray,
+    *,
+    z: np.ndarray,
+    cosmo: dict[str, Any],
+    sky: dict[str, Any],
+    cluster: dict[str, Any],
+    aperture_arcmin: float | None = None,
+) -> np.ndarray:
+    """M_A10(Y) of each cluster (``a10_mass_from_y``) at the redshift the network was trained
+    at: the fixed ``cluster["redshift"]``, or, where the training drew redshifts from a
+    distribution (issue 16), each cluster's own z (one A10 table per distinct z)."""
+    y = np.atleast_1d(np.asarray(y_arcmin2, dtype=float))
+    if not isinstance(cluster["redshift"], dict):
+        return a10_mass_from_y(
+            y, cosmo=cosmo, sky=sky, cluster=cluster, aperture_arcmin=aperture_arcmin
+        )
+    zz = np.broadcast_to(np.asarray(z, dtype=float), y.shape)
+    out = np.empty(y.shape)
+    for zi in np.unique(zz):
+        at = zz == zi
+        out[at] = a10_mass_from_y(
+            y[at],
+            cosmo=cosmo,
+            sky=sky,
+            cluster={**cluster, "redshift": float(zi)},
+            aperture_arcmin=aperture_arcmin,
+        )
+    return out
+
+
 def a10_mass_from_y(
     y_arcmin2: np.ndarray,
     *,
@@ -131,8 +162,8 @@ def rescale_factor_analytic(
             for mi, zi in zip(m, zz, strict=True)
         ]
     )
-    return m / a10_mass_from_y(
-        y_b12, cosmo=cosmo, sky=sky, cluster=cluster, aperture_arcmin=aperture_arcmin
+    return m / a10_mass_at_training_z(
+        y_b12, z=zz, cosmo=cosmo, sky=sky, cluster=cluster, aperture_arcmin=aperture_arcmin
     )
 
 
@@ -149,9 +180,10 @@ def rescale_factor_measured(
     """r = M_true / M_A10(Y_map) per cluster, with Y_map the integrated noise-free Compton y
     [arcmin^2] of each cluster's own map ``y_cluster`` (n, m, m), m >= npix (cropped to the
     central npix x npix, or a circular ``aperture_arcmin``), inverted with the A10 relation
-    at the training redshift. ``z`` is accepted for symmetry with the analytic factor: the map
-    already carries the cluster's redshift."""
-    del z
+    at the training redshift (``a10_mass_at_training_z``: with a training redshift
+    distribution, at each cluster's own ``z``, which is then needed)."""
+    if isinstance(cluster["redshift"], dict) and z is None:
+        raise ValueError("a training redshift distribution needs each cluster's z")
     y = integrated_y_arcmin2(
         y_cluster,
         npix=sky["npix"],
@@ -159,6 +191,7 @@ def rescale_factor_measured(
         aperture_arcmin=aperture_arcmin,
     )
     m = np.asarray(m200c_msun, dtype=float)
-    return m / a10_mass_from_y(
-        y, cosmo=cosmo, sky=sky, cluster=cluster, aperture_arcmin=aperture_arcmin
+    z = cluster["redshift"] if z is None else z
+    return m / a10_mass_at_training_z(
+        y, z=z, cosmo=cosmo, sky=sky, cluster=cluster, aperture_arcmin=aperture_arcmin
     )

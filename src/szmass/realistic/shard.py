@@ -230,7 +230,7 @@ def realistic_shard_from_y_maps(
     ci = sims["cluster_index"]
     y_cut = maps.crop_center(y_maps, npix)
     r_measured = rescale_factor_measured(
-        y_cluster=y_cut, m200c_msun=m200c, cosmo=cosmo, sky=sky, cluster=cluster
+        y_cluster=y_cut, m200c_msun=m200c, z=zz, cosmo=cosmo, sky=sky, cluster=cluster
     )
     offsets = (np.arange(npix) - npix // 2) * pixel
     dims = ("realization", "y", "x")

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..config import single_redshift
 from ..io import write_text_atomic
 from ..network.dataset import takes_z
 from .catalogue import InputError
@@ -66,14 +67,17 @@ def model_card(
     training: dict[str, Any],
     normalization: dict[str, Any],
     summary: dict[str, Any] | None,
+    filter_z: float | None = None,
+    sampling: str = "grid",
 ) -> dict[str, Any]:
-    """The card of a model trained on the given sky and clusters."""
+    """The card of a model trained on the given sky and clusters; ``filter_z`` is the redshift
+    of the matched filter beside it (``config.single_redshift``: one filter serves one z, so
+    ``szmass predict`` gives a z-input model's ``mf_`` columns only near it), ``sampling``
+    how the training masses were drawn (``split.masses``: grid or continuous)."""
     z_input = takes_z(normalization)
-    z_range = (
-        (normalization["z_min"], normalization["z_max"])
-        if z_input
-        else (cluster["redshift"], cluster["redshift"])
-    )
+    if filter_z is None:
+        filter_z = single_redshift(cluster["redshift"])
+    z_range = (normalization["z_min"], normalization["z_max"]) if z_input else (filter_z, filter_z)
     return {
         "szmass_version": __version__,
         "sky": {
@@ -83,10 +87,11 @@ def model_card(
         | {key: sky[key] for key in ("apodization_width_pix", "pad_factor")},
         "redshift": {"min": z_range[0], "max": z_range[1]},
         "z_input": z_input,
+        "matched_filter_z": filter_z,
         "training_masses_m200c_1e14": {
             "min": min(train_masses_1e14),
             "max": max(train_masses_1e14),
-            "sampling": "grid",
+            "sampling": sampling,
             "values": list(train_masses_1e14),
         },
         "intrinsic_scatter_ln": cluster["sigma_int"],
@@ -140,12 +145,14 @@ def write_model_files(
     train_masses_1e14: list[float],
     model: dict[str, Any],
     training: dict[str, Any],
+    sampling: str = "grid",
 ) -> dict[str, Any]:
     """The card and the matched filter of the model in ``model_dir`` (the workflow's
     ``write_model_card`` rule): the filter is the baseline's fixed-scale filter on the
     simulation's exact pixel covariance, with the baseline's calibration."""
     from ..baseline import matched_filter as mf
     from ..baseline.calibration import read_calibration
+    from ..baseline.redshift import calibration_at, ln_theta500_fixed
     from ..sky.spectra import read_spectra
 
     spectra = read_spectra(spectra_path)
@@ -154,8 +161,14 @@ def write_model_files(
     cosmo = dict(spectra.meta["cosmology"])
     calibration = read_calibration(baseline_calibration_path, baseline=baseline)
     fixed = baseline["fixed_mass"] * 1e14
+    filter_z = single_redshift(cluster["redshift"])
     template = mf.scale_templates(
-        m200c_msun=np.array([fixed]), z=cluster["redshift"], cosmo=cosmo, sky=sky, cluster=cluster
+        m200c_msun=np.array([fixed]), z=filter_z, cosmo=cosmo, sky=sky, cluster=cluster
+    )
+    # a calibration fitted across redshifts, taken at the filter's (itself where fitted at one)
+    filter_calibration = calibration_at(
+        calibration["calibration"],
+        ln_theta500_fixed(filter_z, fixed_m200c_msun=fixed, cosmo=cosmo),
     )
     filters = mf.build_filters(
         template, mf.pixel_covariance(spectra_ell=ell, spectra_cl=cl, sky=sky)
@@ -163,7 +176,7 @@ def write_model_files(
     write_filter(
         weights=filters["weights"][0],
         sigma=float(filters["sigma"][0]),
-        calibration=calibration["calibration"],
+        calibration=filter_calibration,
         fixed_m200c_msun=fixed,
         model_dir=model_dir,
     )
@@ -173,6 +186,8 @@ def write_model_files(
     card = model_card(
         sky=sky,
         cluster=cluster,
+        filter_z=filter_z,
+        sampling=sampling,
         cosmo=cosmo,
         train_masses_1e14=train_masses_1e14,
         model=model,

@@ -49,6 +49,9 @@ HIGH_PASS = (0.75, 1.25)
 CHUNK = 512
 #: The flag of a cluster with nothing to report, and the flags beyond the cutout's.
 OK, Z_OUTSIDE, MASS_OUTSIDE = "ok", "z_outside_training", "mass_outside_training"
+#: The flag of a z-input model's cluster further than ``Z_TOLERANCE`` from the redshift of
+#: the one matched filter beside the model (its ``mf_`` columns are then NaN).
+MF_Z = "matched_filter_at_other_z"
 #: Output columns added after the catalogue's own: the network's estimate and its intervals
 #: (``szmass.intervals``; NaN for a model calibrated without them), the filter's, the flag.
 OUTPUT_COLUMNS = (
@@ -111,17 +114,29 @@ def catalogue_z(table: pd.DataFrame, model: dict[str, Any], catalogue_path) -> n
     return z
 
 
-def _flags(cutout_flags, z, m200c, card, norm) -> list[str]:
+def _far_from_filter(z, card, norm) -> np.ndarray:
+    """Rows a z-input model's matched filter (built at the card's ``matched_filter_z``) cannot
+    measure: further than ``Z_TOLERANCE`` from that z. A fixed-z model's filter is at its
+    training z, whose other redshifts the z flag already marks: none."""
+    if not takes_z(norm) or "matched_filter_z" not in card:
+        return np.zeros(len(z), dtype=bool)
+    return np.abs(np.asarray(z, float) - float(card["matched_filter_z"])) > Z_TOLERANCE
+
+
+def _flags(cutout_flags, z, m200c, card, norm, far_from_filter) -> list[str]:
     z_lo, z_hi = trained_z_range(card, norm)
     masses = card["training_masses_m200c_1e14"]
     m_lo, m_hi = masses["min"] * 1e14, masses["max"] * 1e14
     out = []
-    for flag, zi, mi in zip(cutout_flags, z, m200c, strict=True):
+    rows = zip(cutout_flags, z, m200c, far_from_filter, strict=True)
+    for flag, zi, mi, far in rows:
         found = [] if flag == OK else [flag]
         if not z_lo <= zi <= z_hi:
             found.append(Z_OUTSIDE)
         if flag != OUTSIDE and not (np.isfinite(mi) and m_lo <= mi <= m_hi):
             found.append(MASS_OUTSIDE)
+        if far:
+            found.append(MF_Z)
         out.append(";".join(found) or OK)
     return out
 
@@ -196,7 +211,9 @@ def predict_catalogue(
         result[f"mf_{column}"] = mf_intervals[column]
     result["mf_snr"] = mf_amp / mf["sigma"]
     result["mf_ln_m_err"] = filt["ln_m_err"]
-    result["flag"] = _flags(cutout_flags, z, m_est, card, model["normalization"])
+    far = _far_from_filter(z, card, model["normalization"])
+    result.loc[far, [c for c in OUTPUT_COLUMNS if c.startswith("mf_")]] = np.nan
+    result["flag"] = _flags(cutout_flags, z, m_est, card, model["normalization"], far)
     _write(result, Path(out_path))
     timings["masses_and_write"] = time.perf_counter() - t1
     result.attrs["timings"] = timings

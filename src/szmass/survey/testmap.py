@@ -41,6 +41,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from .. import __version__
+from ..config import single_redshift
 from ..logs import Progress
 from ..sky import maps, profiles
 from ..sky.cluster import sz_template_uk
@@ -171,7 +172,7 @@ def paint_clusters(
 ) -> np.ndarray:
     """The clusters' beam-convolved tSZ map [uK] (``shape``): each cluster's ``sz_template_uk``
     times exp(ln_scatter), moved to its position (x, y) [0-based px], clipped at the edges."""
-    z = cluster["redshift"]
+    z = single_redshift(cluster["redshift"])
     n = stamp_npix(
         m500_max_msun=m500_max_msun,
         z=z,
@@ -257,7 +258,7 @@ def map_header(
     h["NOISEPIX"] = (noise_rms_uk, "[uK] white noise rms per pixel")
     h["FREQ"] = (sky["freq_ghz"], "[GHz] observing frequency")
     h["NCLUST"] = (n_clusters, "clusters painted (truth catalogue)")
-    h["ZCLUST"] = (cluster["redshift"], "redshift of every cluster")
+    h["ZCLUST"] = (single_redshift(cluster["redshift"]), "redshift of every cluster")
     h["SIGMAINT"] = (cluster["sigma_int"], "log-normal scatter of the SZ amplitude")
     h["SEED"] = (seed, "szmass seed of the map")
     h["CREATOR"] = (f"szmass {__version__}", "szmass.survey.testmap")
@@ -307,7 +308,7 @@ def draw_clusters(
     lo, hi = (np.log(m * 1e14) for m in mass_range_1e14)
     m200c = np.exp(survey_rng(seed, "masses").uniform(lo, hi, size=n_clusters))
     ln_scatter = cluster["sigma_int"] * survey_rng(seed, "scatter").standard_normal(n_clusters)
-    z = cluster["redshift"]
+    z = single_redshift(cluster["redshift"])
     m500c = np.atleast_1d(profiles.m200c_to_m500c(m200c, z=z, cosmo=cosmo)) if n_clusters else m200c
     ra, dec = pixel_to_radec(x, y, **geometry)
     truth = pd.DataFrame(
@@ -416,7 +417,9 @@ def make_survey_map(
         seed=seed,
     )
     m500_max = float(
-        profiles.m200c_to_m500c(mass_range_1e14[1] * 1e14, z=cluster["redshift"], cosmo=cosmo)
+        profiles.m200c_to_m500c(
+            mass_range_1e14[1] * 1e14, z=single_redshift(cluster["redshift"]), cosmo=cosmo
+        )
     )
     data += paint_clusters(
         shape=(npix, npix),

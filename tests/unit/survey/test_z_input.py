@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 
 from szmass.cli import DEFAULT_MODEL, main
+from szmass.config import single_redshift
 from szmass.network.model import build_mresunet
 from szmass.survey.card import model_card
 from szmass.survey.catalogue import InputError
-from szmass.survey.predict import Z_OUTSIDE, describe, predict_catalogue
+from szmass.survey.predict import MF_Z, Z_OUTSIDE, Z_TOLERANCE, describe, predict_catalogue
 
 from .test_inputs import PIXEL, car_header, write_map
 
@@ -145,3 +146,26 @@ def test_card_states_the_trained_range_and_the_z_input(z_model_dir):
     norm = {"z_input": True, "z_min": 0.2, "z_max": 1.5, "z_centre": 0.85, "z_scale": 0.65}
     card = model_card(normalization=norm, **kwargs)
     assert card["redshift"] == {"min": 0.2, "max": 1.5} and card["z_input"] is True
+
+
+def test_matched_filter_columns_only_near_the_filters_redshift(noise_map, z_model_dir, tmp_path):
+    """A z-input model's one matched filter is built at the middle of the trained range
+    (``config.single_redshift``): clusters further than Z_TOLERANCE from it get NaN ``mf_``
+    columns and the MF_Z flag, not a mass from a template of another redshift."""
+    model = tmp_path / "model"
+    shutil.copytree(z_model_dir, model)
+    card = json.loads((model / "model_card.json").read_text())
+    z_filter = single_redshift({"distribution": "uniform", "range": list(Z_RANGE)})
+    assert z_filter == pytest.approx(0.75)
+    card["matched_filter_z"] = z_filter
+    (model / "model_card.json").write_text(json.dumps(card))
+    near, far = 0.75 + 0.5 * Z_TOLERANCE, 1.1
+    cat = _catalogue(tmp_path / "cat.csv", [("near", 0.0, 0.0, near), ("far", 0.0, 0.0, far)])
+    table = _predict(noise_map, cat, tmp_path / "out.csv", model).set_index("name")
+    mf_columns = [c for c in table.columns if c.startswith("mf_")]
+    # a noise map: the near row's amplitude is a non-detection, with an S/N and an upper limit
+    assert np.all(np.isfinite(table.loc["near", ["mf_snr", "mf_m200c_hi84", "mf_m200c_hi97p5"]]))
+    assert table.loc["far", mf_columns].isna().all()
+    assert MF_Z in table.loc["far", "flag"] and MF_Z not in table.loc["near", "flag"]
+    assert np.isfinite(table.loc["far", "m200c"])  # the network still measures it
+    assert single_redshift(0.7) == 0.7
