@@ -82,6 +82,7 @@ rule summarize_results:
         code=src(
             "report/summary",
             "report/claims",
+            "report/claim_rows",
             "report/coverage",
             "report/redshift",
             "report/stats",

@@ -118,7 +118,7 @@ rule plot_baseline:
 rule plot_coverage:
     input:
         summary="results/summary.json",
-        code=src("report/figures", "report/claims"),
+        code=src("report/figures", "report/coverage", "report/claim_rows"),
     output:
         figures("fig8_coverage", "fig8.rst"),
     params:

@@ -3,10 +3,13 @@ numbers (Gupta & Reichardt 2020, arXiv:2003.06135, §4): one small function per 
 group of claims read from one block of the summary), listed in ``CLAIMS`` in table order.
 """
 
-import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from . import redshift
+from .claim_rows import NOT_ASSESSED
+from .claim_rows import claim_row as _claim
+from .claim_rows import unassessed as _unassessed
+from .coverage import coverage_claims
+from .redshift import redshift_claims
 
 #: The paper's requirement on trained masses (SPEC §4) and the bias test of SPEC §6.
 PAPER_DM_OVER_M = 0.2
@@ -16,14 +19,6 @@ FLOOR_TOLERANCE = 0.05  # SPEC §6: widths within 5 % of the floor
 PAPER_SZ_RESIDUAL = 1e-2  # SPEC §4: residual at least 100x below the signal
 PAPER_MEAN_R = 1.287  # SPEC §4: mean r of the 95 Magneticum clusters
 FILTER_DM_MIN_MASS = 3e14  # issue 12: per-mass dM/M not above the filter's from this mass up
-#: Issue 14: the intervals' coverage, nominal +- tolerance, and how close their median 68%
-#: width must come to the estimates' own 16-84% spread on the no-scatter set.
-COVERAGE_TARGETS = {68: (0.6827, 0.03), 95: (0.9545, 0.02)}
-WIDTH_TOLERANCE = 0.10
-#: The estimators of the coverage block, as the claims name them.
-ESTIMATOR_LABELS = {"network": "mResUNet", "matched_filter": "matched filter"}
-#: The verdict of a claim this run cannot judge (too few maps or clusters, a smoke test).
-NOT_ASSESSED = "not assessed"
 #: Why a smoke-test run (``evaluation.smoke_test``) assesses nothing.
 SMOKE_TEST_REASON = "the training was a smoke test (evaluation.smoke_test)"
 #: How the realistic set's clusters are named, by ``realistic.source``: (whose Y-M, the note
@@ -39,32 +34,6 @@ REALISTIC_SOURCES = {
         "relation",
     ),
 }
-
-
-def _claim(
-    claim: str,
-    paper: str,
-    ours: str,
-    agrees: bool | None,
-    note: str = "",
-    *,
-    medians: Iterable[float | None] = (),
-) -> dict:
-    """One row of the table; ``medians`` are the median estimates (or M_est/M_true) the
-    verdict rests on: one that is <= 0 or not finite makes the row "not assessed"."""
-    verdict = {True: "agrees", False: "differs", None: "n/a"}[agrees]
-    row = {"claim": claim, "paper": paper, "ours": ours, "verdict": verdict, "note": note}
-    bad = [m for m in medians if m is None or not (math.isfinite(m) and m > 0)]
-    if bad:
-        value = "missing" if bad[0] is None else f"{bad[0]:.3g}"
-        return _unassessed(row, f"a median estimate is {value}, <= 0 or not finite")
-    return row
-
-
-def _unassessed(row: dict, reason: str) -> dict:
-    """``row`` with verdict "not assessed" and ``reason`` first in its note."""
-    note = f"{NOT_ASSESSED}: {reason}" + (f"; {row['note']}" if row["note"] else "")
-    return {**row, "verdict": NOT_ASSESSED, "note": note}
 
 
 def _fit_failed(claim: str, paper: str, fit: Mapping) -> dict:
@@ -410,178 +379,6 @@ def sz_map_claim(summary: dict, **_: object) -> list[dict]:
             worst < PAPER_SZ_RESIDUAL,
         )
     ]
-
-
-def _coverage_text(values: Mapping[str, float]) -> str:
-    return ", ".join(f"{v:.3f} ({k})" for k, v in values.items())
-
-
-def coverage_claims(summary: dict, **_: object) -> list[dict]:
-    """Issue 14: each estimator's 68% and 95% intervals hold the truth at their nominal rate on
-    the scatter sets and in every trained and interpolated mass bin; they are as narrow as the
-    estimates' spread; at extrapolated masses they do not claim a precision they lack."""
-    out = []
-    for estimator, sets in summary.get("coverage", {}).items():
-        label = ESTIMATOR_LABELS.get(estimator, estimator)
-        scatter = {n: c for n, c in sets.items() if n.startswith("scatter")}
-        bins = {
-            f"{n} {b['bin']}e14": b
-            for n in ("trained", "interpolated")
-            for b in sets.get(n, {}).get("bins", [])
-        }
-        for level, (nominal, tol) in COVERAGE_TARGETS.items():
-            key = f"coverage_{level}"
-            if scatter:
-                values = {n: c[key] for n, c in scatter.items()}
-                out.append(
-                    _claim(
-                        f"{label}: {level}% intervals, scatter sets",
-                        f"(issue 14) hold the truth in {nominal:.3f} ± {tol:g} of maps",
-                        _coverage_text(values),
-                        all(abs(v - nominal) <= tol for v in values.values()),
-                    )
-                )
-            if bins:
-                worst = max(bins, key=lambda b: abs(bins[b][key] - nominal))
-                out.append(
-                    _claim(
-                        f"{label}: {level}% intervals, every trained and interpolated mass",
-                        f"(issue 14) {nominal:.3f} ± {tol:g} in every mass bin",
-                        f"worst {bins[worst][key]:.3f} ({worst}); "
-                        f"{sum(abs(b[key] - nominal) <= tol for b in bins.values())} of "
-                        f"{len(bins)} bins within",
-                        all(abs(b[key] - nominal) <= tol for b in bins.values()),
-                        _binomial_note(bins.values(), key, nominal),
-                    )
-                )
-        out += _width_claim(summary, estimator, label, sets)
-        extra = sets.get("extrapolated", {}).get("bins", [])
-        if extra:
-            nominal, tol = COVERAGE_TARGETS[68]
-            out.append(
-                _claim(
-                    f"{label}: 68% intervals at extrapolated masses",
-                    "(issue 14) wider or open, not falsely precise",
-                    ", ".join(
-                        f"{b['coverage_68']:.2f} ({b['bin']}e14, {b['open_fraction']:.0%} open)"
-                        for b in extra
-                    ),
-                    all(b["coverage_68"] >= nominal - tol for b in extra),
-                )
-            )
-        if "realistic" in sets:
-            c = sets["realistic"]
-            out.append(
-                _claim(
-                    f"{label}: intervals on the realistic profiles",
-                    "(issue 14) reported, not tuned",
-                    f"{c['coverage_68']:.3f} in 68%, {c['coverage_95']:.3f} in 95%",
-                    None,
-                )
-            )
-    return out
-
-
-def _binomial_note(bins: Iterable[Mapping], key: str, nominal: float) -> str:
-    """How far the bins lie from nominal in units of their own binomial noise: a bin of n
-    maps scatters by sqrt(p (1 - p) / n) from its test maps alone (0.033 at 68% for 200)."""
-    pulls = [(b[key] - nominal) / math.sqrt(nominal * (1 - nominal) / b["n"]) for b in bins]
-    n_min = min(b["n"] for b in bins)
-    return (
-        f"binomial noise of a {n_min}-map bin: {math.sqrt(nominal * (1 - nominal) / n_min):.3f}; "
-        f"bins' (coverage - nominal) / noise: max abs {max(map(abs, pulls)):.1f}, "
-        f"chi2 {sum(x * x for x in pulls):.1f} for {len(pulls)} bins"
-    )
-
-
-def _width_claim(summary: dict, estimator: str, label: str, sets: Mapping) -> list[dict]:
-    """The median 68% width on the no-scatter set against the estimates' 16-84% spread."""
-    fits = (
-        summary["scatter"]["fits"]
-        if estimator == "network"
-        else (summary.get("baseline", {}).get("scatter_fits", {}))
-    )
-    name = next((n for n in sets if n.startswith("scatter") and float(n[7:]) == 0), None)
-    fit = fits.get(name, {}) if name else {}
-    if "robust_half_width" not in fit:
-        return []
-    spread = 2 * fit["robust_half_width"]
-    width = sets[name]["median_width_68_ln"]
-    claim = f"{label}: 68% interval width, no-scatter set"
-    paper = f"(issue 14) median width within {WIDTH_TOLERANCE:.0%} of the estimates' 16-84% spread"
-    if not (spread > 0 and math.isfinite(width)):
-        row = _claim(claim, paper, f"{width:.3g} vs spread {spread:.3g}", None)
-        return [_unassessed(row, "the spread is 0 or the median width is not finite")]
-    return [
-        _claim(
-            claim,
-            paper,
-            f"{width:.3f} vs spread {spread:.3f} ({width / spread - 1:+.0%})",
-            abs(width / spread - 1) <= WIDTH_TOLERANCE,
-            "the intervals carry the intrinsic scatter of the validation maps; this set has none",
-        )
-    ]
-
-
-def redshift_claims(summary: dict, **_: object) -> list[dict]:
-    """Issue 16, per scatter set: in every z bin (pooled over mass) where the filter's median
-    S/N exceeds ``redshift.TARGET_MIN_SNR``, the network's mean ln ratio within
-    ``TARGET_MAX_ABS_MEAN_LN`` of 0 and its fitted width at most ``TARGET_WIDTH_TOLERANCE``
-    above the filter's. The grid sets' z bins are in the tables, not judged: their per-mass
-    cells are too small for a 0.03 test."""
-    out = []
-    for name, block in summary.get("redshift", {}).get("sets", {}).items():
-        if not name.startswith("scatter"):
-            continue
-        bins = redshift.target_bins(block["bins"])
-        if not bins:
-            continue
-        out.append(_redshift_claim(name, bins))
-    return out
-
-
-def _redshift_claim(name: str, bins: Sequence[Mapping]) -> dict:
-    """One set's row of ``redshift_claims`` from its ``redshift.target_bins``."""
-    tol, snr_min = redshift.TARGET_WIDTH_TOLERANCE, redshift.TARGET_MIN_SNR
-    claim = f"{name}: bias and width per z bin vs the matched filter (beyond the paper)"
-    paper = (
-        f"(issue 16) abs(mean ln ratio) <= {redshift.TARGET_MAX_ABS_MEAN_LN} and width <= "
-        f"{1 + tol:g}x the filter's in every z bin where its median S/N > {snr_min:g}"
-    )
-    judged = [b for b in bins if b["assessed"]]
-    skipped = [f"{b['z_bin']} (S/N {b['median_snr']:.1f})" for b in bins if not b["assessed"]]
-    note = f"not judged, filter S/N <= {snr_min:g}: {', '.join(skipped)}" if skipped else ""
-    if not judged:
-        row = _claim(claim, paper, f"{len(bins)} z bins, none judged", None, note)
-        return _unassessed(row, f"no z bin where the filter's median S/N > {snr_min:g}")
-    failed = [b for b in judged if not (b["bias_ok"] and b["width_ok"])]
-    parts = [f"{len(judged) - len(failed)} of {len(judged)} z bins within"]
-    fitted = [b for b in judged if "mean" in b]
-    if fitted:
-        worst = max(fitted, key=lambda b: abs(b["mean"]))
-        wide = max(fitted, key=lambda b: b["width_ratio"])
-        parts.append(
-            f"worst bias {worst['mean']:+.3f} ± {worst['mean_err']:.3f} ({worst['z_bin']}), "
-            f"worst width ratio {wide['width_ratio']:.2f} ({wide['z_bin']})"
-        )
-    if failed:
-        parts.append("outside: " + ", ".join(_redshift_failure(b) for b in failed))
-    return _claim(
-        claim,
-        paper,
-        "; ".join(parts),
-        not failed,
-        note,
-        medians=[b["median_ratio"] for b in judged],
-    )
-
-
-def _redshift_failure(b: Mapping) -> str:
-    if "error" in b:
-        return f"{b['z_bin']} ({b['error']})"
-    what = [f"bias {b['mean']:+.3f}"] if not b["bias_ok"] else []
-    what += [f"width ratio {b['width_ratio']:.2f}"] if not b["width_ok"] else []
-    return f"{b['z_bin']} ({', '.join(what)})"
 
 
 #: The claims table, in order: each function takes the summary (and ``sigma_int``,

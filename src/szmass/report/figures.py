@@ -415,7 +415,7 @@ def figure_coverage(
     mass per mass bin of the grid and scatter sets, against the nominal rates and the targets'
     tolerance; below, the PIT histograms of the scatter sets (flat when the intervals are
     right)."""
-    from .claims import COVERAGE_TARGETS, ESTIMATOR_LABELS
+    from .coverage import COVERAGE_TARGETS, ESTIMATOR_LABELS
 
     if not isinstance(summary, Mapping):
         summary = json.loads(Path(summary).read_text())

@@ -2,8 +2,8 @@
 more than one z (``cluster.redshift`` a distribution), the bias, width and coverage of
 ln(M_est/M_true) per z bin, pooled over mass and per mass bin, for the network (raw) and the
 matched filter on the same maps, with the filter's median S/N; and, per z bin, whether the
-network meets issue 16's target against the filter (``target_bins``; the claim is
-``claims.redshift_claims``). A run at one fixed z has no such block.
+network meets issue 16's target against the filter (``target_bins``) and its claim row
+(``redshift_claims``, in the table of ``claims``). A run at one fixed z has no such block.
 
 Default z bins (D): edges at multiples of ``Z_BIN_WIDTH`` (0.2, ``evaluation.redshift_bin_width``)
 inside the maps' z range rounded outward to ``Z_ROUND``; an end bin narrower than half a width
@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..intervals import coverage
+from .claim_rows import claim_row, unassessed
 from .coverage import MIN_BIN_MAPS, has_intervals, mass_bins
 
 #: Width of the default z bins (``evaluation.redshift_bin_width``, D).
@@ -228,3 +229,67 @@ def _markdown_row(b: Mapping[str, Any], label: str, f: Mapping[str, Any]) -> str
         f"{num('robust_half_width', '.3f')} | {num('coverage_68', '.3f')} | "
         f"{num('coverage_95', '.3f')} | {num('median_snr', '.1f')} |"
     )
+
+
+# --- the claim (issue 16) -----------------------------------------------------------------
+
+
+def redshift_claims(summary: dict, **_: object) -> list[dict]:
+    """Issue 16, per scatter set: in every z bin (pooled over mass) where the filter's median
+    S/N exceeds ``TARGET_MIN_SNR``, the network's mean ln ratio within
+    ``TARGET_MAX_ABS_MEAN_LN`` of 0 and its fitted width at most ``TARGET_WIDTH_TOLERANCE``
+    above the filter's. The grid sets' z bins are in the tables, not judged: their per-mass
+    cells are too small for a 0.03 test."""
+    out = []
+    for name, block in summary.get("redshift", {}).get("sets", {}).items():
+        if not name.startswith("scatter"):
+            continue
+        bins = target_bins(block["bins"])
+        if not bins:
+            continue
+        out.append(_redshift_claim(name, bins))
+    return out
+
+
+def _redshift_claim(name: str, bins: Sequence[Mapping]) -> dict:
+    """One set's row of ``redshift_claims`` from its ``target_bins``."""
+    tol, snr_min = TARGET_WIDTH_TOLERANCE, TARGET_MIN_SNR
+    claim = f"{name}: bias and width per z bin vs the matched filter (beyond the paper)"
+    paper = (
+        f"(issue 16) abs(mean ln ratio) <= {TARGET_MAX_ABS_MEAN_LN} and width <= "
+        f"{1 + tol:g}x the filter's in every z bin where its median S/N > {snr_min:g}"
+    )
+    judged = [b for b in bins if b["assessed"]]
+    skipped = [f"{b['z_bin']} (S/N {b['median_snr']:.1f})" for b in bins if not b["assessed"]]
+    note = f"not judged, filter S/N <= {snr_min:g}: {', '.join(skipped)}" if skipped else ""
+    if not judged:
+        row = claim_row(claim, paper, f"{len(bins)} z bins, none judged", None, note)
+        return unassessed(row, f"no z bin where the filter's median S/N > {snr_min:g}")
+    failed = [b for b in judged if not (b["bias_ok"] and b["width_ok"])]
+    parts = [f"{len(judged) - len(failed)} of {len(judged)} z bins within"]
+    fitted = [b for b in judged if "mean" in b]
+    if fitted:
+        worst = max(fitted, key=lambda b: abs(b["mean"]))
+        wide = max(fitted, key=lambda b: b["width_ratio"])
+        parts.append(
+            f"worst bias {worst['mean']:+.3f} ± {worst['mean_err']:.3f} ({worst['z_bin']}), "
+            f"worst width ratio {wide['width_ratio']:.2f} ({wide['z_bin']})"
+        )
+    if failed:
+        parts.append("outside: " + ", ".join(_redshift_failure(b) for b in failed))
+    return claim_row(
+        claim,
+        paper,
+        "; ".join(parts),
+        not failed,
+        note,
+        medians=[b["median_ratio"] for b in judged],
+    )
+
+
+def _redshift_failure(b: Mapping) -> str:
+    if "error" in b:
+        return f"{b['z_bin']} ({b['error']})"
+    what = [f"bias {b['mean']:+.3f}"] if not b["bias_ok"] else []
+    what += [f"width ratio {b['width_ratio']:.2f}"] if not b["width_ok"] else []
+    return f"{b['z_bin']} ({', '.join(what)})"
