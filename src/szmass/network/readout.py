@@ -4,7 +4,10 @@ and batch-norm statistics recomputed without dropout (issue 12; beyond the paper
 - ``ReadoutMSE``: the paper's map-wide MSE (Gupta & Reichardt 2020, arXiv:2003.06135, §3)
   plus ``readout_weight`` times the squared error of the mass channel's central pixel, the one
   pixel the estimate reads. The central pixel is 1 of 3200 outputs, so the map-wide MSE alone
-  barely sees it: lowering it need not narrow the mass estimate.
+  barely sees it: lowering it need not narrow the mass estimate. With ``readout_loss="log"``
+  the readout's error is taken in ln M, (ln p - ln t)^2, the statistic the evaluation reports:
+  the squared error in M weighs a cluster's relative error by M^2 (a 1e14 cluster 1/64 of an
+  8e14 one), and its minimiser is the posterior mean of M, where the log one's is exp E[ln M].
 - ``readout_scores``: the validation set's mean and robust half-width (16-84%) of
   ln(M_est / M_true), the statistic the evaluation reports, for choosing the best epoch.
 - ``recalibrate_batch_norm``: the decoder's dropout feeds conv -> SELU -> batch norm, whose
@@ -18,6 +21,12 @@ from typing import Any
 import keras
 import numpy as np
 
+from .train import READOUT_LOSSES
+
+#: The log readout holds predictions below this (normalised) value at it: an untrained
+#: network's centre can be <= 0; the map-wide term still pulls it up.
+LOG_READOUT_FLOOR = 1e-3
+
 #: Estimates at or below this fraction of the true mass count as this fraction in the ln-ratio
 #: statistics (an undertrained network gives estimates <= 0; they rank lowest).
 LN_FLOOR = 1e-3
@@ -26,34 +35,55 @@ LN_FLOOR = 1e-3
 @keras.saving.register_keras_serializable(package="szmass")
 class ReadoutMSE(keras.losses.Loss):
     """Mean squared error over all pixels and channels, plus ``readout_weight`` times the
-    squared error of channel ``channel`` at the central pixel; one value per map."""
+    squared error of channel ``channel`` at the central pixel, in M (``readout_loss``
+    "squared") or in ln M ("log"); one value per map."""
 
-    def __init__(self, readout_weight: float = 0.0, channel: int = 1, name="readout_mse", **kw):
+    def __init__(
+        self,
+        readout_weight: float = 0.0,
+        channel: int = 1,
+        readout_loss: str = "squared",
+        name="readout_mse",
+        **kw,
+    ):
         super().__init__(name=name, **kw)
+        if readout_loss not in READOUT_LOSSES:
+            raise ValueError(
+                f"training.readout_loss is {readout_loss!r}; expected one of {READOUT_LOSSES}"
+            )
         self.readout_weight = float(readout_weight)
         self.channel = int(channel)
+        self.readout_loss = readout_loss
 
     def call(self, y_true, y_pred):
         ops = keras.ops
         per_map = ops.mean(ops.square(y_pred - y_true), axis=(1, 2, 3))
         c = y_true.shape[1] // 2
-        readout = ops.square(y_pred[:, c, c, self.channel] - y_true[:, c, c, self.channel])
-        return per_map + self.readout_weight * readout
+        p, t = y_pred[:, c, c, self.channel], y_true[:, c, c, self.channel]
+        if self.readout_loss == "log":
+            floor = ops.cast(LOG_READOUT_FLOOR, p.dtype)
+            p, t = ops.log(ops.maximum(p, floor)), ops.log(ops.maximum(t, floor))
+        return per_map + self.readout_weight * ops.square(p - t)
 
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
             "readout_weight": self.readout_weight,
             "channel": self.channel,
+            "readout_loss": self.readout_loss,
         }
 
 
-def loss_value(y_true: np.ndarray, y_pred: np.ndarray, *, readout_weight: float) -> float:
+def loss_value(
+    y_true: np.ndarray, y_pred: np.ndarray, *, readout_weight: float, readout_loss: str = "squared"
+) -> float:
     """The training loss of a whole set, in numpy (float64 sums)."""
     per_map = np.mean((y_pred.astype(float) - y_true) ** 2, axis=(1, 2, 3))
     c = y_true.shape[1] // 2
-    readout = (y_pred[:, c, c, 1].astype(float) - y_true[:, c, c, 1]) ** 2
-    return float(np.mean(per_map + readout_weight * readout))
+    p, t = y_pred[:, c, c, 1].astype(float), y_true[:, c, c, 1].astype(float)
+    if readout_loss == "log":
+        p, t = np.log(np.maximum(p, LOG_READOUT_FLOOR)), np.log(np.maximum(t, LOG_READOUT_FLOOR))
+    return float(np.mean(per_map + readout_weight * (p - t) ** 2))
 
 
 def ln_ratio(m_est: np.ndarray, m_true: np.ndarray) -> np.ndarray:
@@ -106,7 +136,12 @@ def validate_readout(
     c = x_val.shape[1] // 2
     scores = readout_scores(pred[:, c, c, 1] * m_norm, y_val[:, c, c, 1] * m_norm)
     return {
-        "val_loss": loss_value(y_val, pred, readout_weight=recipe["readout_weight"]),
+        "val_loss": loss_value(
+            y_val,
+            pred,
+            readout_weight=recipe["readout_weight"],
+            readout_loss=recipe["readout_loss"],
+        ),
         "val_mean_ln": scores["mean_ln"],
         "val_width": scores["width"],
     }

@@ -54,6 +54,7 @@ RECIPE_DEFAULTS = {
     "min_learning_rate": 0.0,
     "fresh_skies": False,
     "readout_weight": 0.0,
+    "readout_loss": "squared",
     "select_by": "val_loss",
     "bn_recalibration": False,
     "schedule": "plateau",
@@ -63,6 +64,8 @@ RECIPE_DEFAULTS = {
 #: the absolute mean ln ratio (a narrow epoch that reads high or low loses to an unbiased one).
 SELECT_BY = ("val_loss", "val_width", "val_width_bias")
 SCHEDULES = ("plateau", "cosine")
+#: How the readout's error is measured: in M (squared) or in ln M (log; see ``readout.py``).
+READOUT_LOSSES = ("squared", "log")
 #: Training inputs the batch-norm statistics are recomputed on (every k-th map: all masses).
 BN_RECALIBRATION_MAPS = 1024
 
@@ -168,6 +171,11 @@ def training_recipe(training: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(
             f"training.select_by is {recipe['select_by']!r}; expected one of {SELECT_BY}"
         )
+    if recipe["readout_loss"] not in READOUT_LOSSES:
+        raise ValueError(
+            f"training.readout_loss is {recipe['readout_loss']!r}; "
+            f"expected one of {READOUT_LOSSES}"
+        )
     if recipe["schedule"] not in SCHEDULES:
         raise ValueError(
             f"training.schedule is {recipe['schedule']!r}; expected one of {SCHEDULES}"
@@ -189,7 +197,11 @@ def _compile(net, recipe: dict[str, Any]) -> None:
         optimizer=keras.optimizers.Adam(
             recipe["learning_rate"], use_ema=ema > 0, ema_momentum=ema or 0.99
         ),
-        loss=ReadoutMSE(readout_weight=weight) if weight > 0 else "mse",
+        loss=(
+            ReadoutMSE(readout_weight=weight, readout_loss=recipe["readout_loss"])
+            if weight > 0
+            else "mse"
+        ),
         jit_compile=False,
     )
 

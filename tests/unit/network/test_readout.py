@@ -48,12 +48,45 @@ def test_weight_adds_the_central_mass_pixel():
     assert extra == pytest.approx(np.mean((p2 - y) ** 2) - np.mean((p - y) ** 2), rel=1e-3)
 
 
+def test_log_readout_is_the_squared_ln_ratio_at_the_centre():
+    y, p = _pair(2)
+    y[:, 4, 4, 1], p[:, 4, 4, 1] = 2.0, [1.0, 2.0, 4.0, 2.0 * np.e, 0.5]
+    # hand values: ln(p/t) = -ln 2, 0, ln 2, 1, -ln 4
+    ln2 = np.log(2.0)
+    centre = np.array([ln2**2, 0.0, ln2**2, 1.0, 4 * ln2**2])
+    expected = np.mean((p - y) ** 2) + 0.5 * centre.mean()
+    got = float(ReadoutMSE(readout_weight=0.5, readout_loss="log")(y, p))
+    assert got == pytest.approx(expected, rel=LOSS_RTOL)
+    assert loss_value(y, p, readout_weight=0.5, readout_loss="log") == pytest.approx(
+        expected, rel=LOSS_RTOL
+    )
+    # a relative error counts the same at every mass (the squared error in M does not)
+    y2, p2 = y * 4.0, p * 4.0
+    a = loss_value(y, p, readout_weight=1.0, readout_loss="log") - np.mean((p - y) ** 2)
+    b = loss_value(y2, p2, readout_weight=1.0, readout_loss="log") - np.mean((p2 - y2) ** 2)
+    assert a == pytest.approx(b, rel=LOSS_RTOL)
+
+
+def test_log_readout_holds_a_non_positive_centre_at_the_floor():
+    y, p = _pair(3)
+    y[:, 4, 4, 1], p[:, 4, 4, 1] = 1.0, -0.5
+    got = float(ReadoutMSE(readout_weight=1.0, readout_loss="log")(y, p))
+    assert np.isfinite(got)
+    assert got == pytest.approx(np.mean((p - y) ** 2) + np.log(1e-3) ** 2, rel=LOSS_RTOL)
+
+
+def test_unknown_readout_loss_is_refused_by_name():
+    with pytest.raises(ValueError, match="readout_loss.*'cubic'"):
+        ReadoutMSE(readout_weight=1.0, readout_loss="cubic")
+
+
 def test_loss_round_trips_through_a_saved_model(tmp_path):
     net = build_mresunet(input_size=8, base_filters=2, depth=1, dropout=0.0)
-    net.compile(optimizer="adam", loss=ReadoutMSE(readout_weight=2.5))
+    net.compile(optimizer="adam", loss=ReadoutMSE(readout_weight=2.5, readout_loss="log"))
     net.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras")
     assert isinstance(loaded.loss, ReadoutMSE) and loaded.loss.readout_weight == 2.5
+    assert loaded.loss.readout_loss == "log"
 
 
 def test_readout_scores_known_numbers():
