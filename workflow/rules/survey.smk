@@ -92,6 +92,7 @@ rule predict_catalogue:
             "survey/card",
             "network/predict",
             "network/train",
+            "network/stream",
             "network/callback",
             "network/dataset",
             "network/template",

@@ -11,6 +11,7 @@ rule train_model:
             "network/dataset",
             "network/readout",
             "network/fresh_skies",
+            "network/stream",
             "sky/simulate",
             "sky/maps",
             "sky/spectra",

@@ -40,7 +40,8 @@ class FreshSkies:
     """Draws, per epoch, the network inputs and SZ labels of every training cluster on a new sky.
 
     Args:
-        sz_uk: the clusters' scatter-free SZ maps [uK], (n, H, W).
+        sz_uk: the clusters' scatter-free SZ maps [uK], (n, H, W); None where they are
+            streamed (``draw`` is then given them a buffer at a time, ``epoch`` cannot be used).
         spectra_path: the spectra table (its ``cl_total`` is the field's C_l).
         sky: the simulation's ``sky`` config (npix, pixel, beam, noise, apodization, padding).
         sigma_int: the intrinsic scatter of the new draws (ln units).
@@ -52,7 +53,7 @@ class FreshSkies:
     def __init__(
         self,
         *,
-        sz_uk: np.ndarray,
+        sz_uk: np.ndarray | None,
         spectra_path: str,
         sky: dict[str, Any],
         sigma_int: float,
@@ -65,7 +66,8 @@ class FreshSkies:
         spectra = read_spectra(spectra_path)
         self.ell = np.asarray(spectra["ell"], dtype=float)
         self.cl = np.asarray(spectra["cl_total"], dtype=float)
-        self.sz_uk = np.asarray(sz_uk, dtype=np.float64)
+        self.sz_uk = np.zeros((0, sky["npix"], sky["npix"])) if sz_uk is None else sz_uk
+        self.sz_uk = np.asarray(self.sz_uk, dtype=np.float64)
         self.sky, self.sigma_int, self.seed = sky, float(sigma_int), int(seed)
         self.sky_scale, self.sz_scale, self.threads = sky_scale, sz_scale, threads
         self.window = maps.apodization_window(sky["npix"], sky["apodization_width_pix"])
@@ -84,11 +86,20 @@ class FreshSkies:
     def epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
         """Inputs (n, H, W, channels) and SZ labels (n, H, W) of epoch ``epoch``, float32,
         normalised."""
-        n = len(self.sz_uk)
-        inputs = np.empty((n, *self.sz_uk.shape[1:], self.channels), dtype=np.float32)
-        if self.z_channel is not None:
-            inputs[..., 1] = self.z_channel[:, None, None]
-        labels_sz = np.empty(self.sz_uk.shape, dtype=np.float32)
+        return self.draw(epoch, np.arange(len(self.sz_uk)), self.sz_uk, self.z_channel)
+
+    def draw(
+        self, epoch: int, rows: np.ndarray, sz_uk: np.ndarray, z_channel: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``epoch`` for the training maps ``rows`` (n,) only, given their scatter-free SZ maps
+        (n, H, W) and z channel (n,) or None: the same maps as those rows of ``epoch`` (the
+        streamed input, ``stream.py``, draws a buffer at a time)."""
+        rows = np.asarray(rows)
+        n = len(rows)
+        inputs = np.empty((n, *sz_uk.shape[1:], 1 if z_channel is None else 2), dtype=np.float32)
+        if z_channel is not None:
+            inputs[..., 1] = np.asarray(z_channel, dtype=np.float32)[:, None, None]
+        labels_sz = np.empty(sz_uk.shape, dtype=np.float32)
         components = sky_components(
             spectra_ell=self.ell,
             spectra_cl=self.cl,
@@ -96,12 +107,12 @@ class FreshSkies:
             set_name=FRESH_SET,
             seed=self.seed,
             keys=np.full(n, epoch),
-            realizations=np.arange(n),
+            realizations=rows,
             threads=self.threads,
         )
         for i, field, noise in components:
-            rng = map_rng(self.seed, FRESH_SET, epoch, i, "scatter")
-            sz = self.sz_uk[i] * np.exp(self.sigma_int * rng.standard_normal())
+            rng = map_rng(self.seed, FRESH_SET, epoch, rows[i], "scatter")
+            sz = sz_uk[i] * np.exp(self.sigma_int * rng.standard_normal())
             inputs[i, ..., 0] = self.window * (field + sz + noise) / self.sky_scale
             labels_sz[i] = sz / self.sz_scale
         return inputs, labels_sz

@@ -33,6 +33,7 @@ import xarray as xr
 
 from .callback import make_callback, rng_state_variables
 from .dataset import input_channels, read_normalization, takes_z
+from .stream import StreamedSet, load_set, streamed_epoch_batches
 
 log = logging.getLogger("szmass.train")
 
@@ -59,6 +60,7 @@ RECIPE_DEFAULTS = {
     "bn_recalibration": False,
     "schedule": "plateau",
     "ema_momentum": 0.0,
+    "streaming": False,
 }
 #: What picks the best epoch: the map-wide loss, the estimate's robust width, or that width plus
 #: the absolute mean ln ratio (a narrow epoch that reads high or low loses to an unbiased one).
@@ -68,41 +70,6 @@ SCHEDULES = ("plateau", "cosine")
 READOUT_LOSSES = ("squared", "log")
 #: Training inputs the batch-norm statistics are recomputed on (every k-th map: all masses).
 BN_RECALIBRATION_MAPS = 1024
-
-
-def load_set(
-    path: str | os.PathLike, *, input_size: int | None = None, channels: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs (n, H, W, channels) and labels (n, H, W, 2) of a prepared set, in memory, checked.
-
-    Raises ValueError naming the file if it is missing, holds NaNs, or its maps are not
-    ``input_size`` on a side or have not ``channels`` input channels (the map, and the
-    redshift for a model that takes it).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"data set {path} does not exist (run split_dataset)")
-    try:
-        ds = xr.open_zarr(path, consolidated=True)
-        x, y = ds["inputs"].values, ds["labels"].values
-    except Exception as err:
-        raise ValueError(f"data set {path} cannot be read: {err}") from err
-    if x.ndim != 4 or y.shape[:3] != x.shape[:3]:
-        raise ValueError(f"data set {path}: inputs {x.shape} and labels {y.shape} do not match")
-    if input_size is not None and x.shape[1:3] != (input_size, input_size):
-        raise ValueError(
-            f"data set {path}: maps are {x.shape[1]}x{x.shape[2]}, the model "
-            f"expects {input_size}x{input_size}"
-        )
-    if channels is not None and x.shape[-1] != channels:
-        raise ValueError(
-            f"data set {path}: inputs have {x.shape[-1]} channel(s), the normalization says "
-            f"{channels} (1: the map; 2: the map and the redshift); rerun split_dataset"
-        )
-    for name, arr in (("inputs", x), ("labels", y)):
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"data set {path}: {name} hold NaN or inf values")
-    return x, y
 
 
 def configure_tensorflow(
@@ -154,12 +121,22 @@ def fingerprint(settings: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _code_and_data_digest(*arrays: np.ndarray) -> str:
-    """sha256 of the training arrays and of the model and training code."""
+def _code_and_data_digest(*arrays: np.ndarray, streamed: StreamedSet | None = None) -> str:
+    """sha256 of the training arrays (a ``streamed`` training set first: the same bytes as
+    its arrays in memory) and of the model and training code."""
     digest = hashlib.sha256()
+    if streamed is not None:
+        streamed.update_digest(digest)
     for arr in arrays:
         digest.update(np.ascontiguousarray(arr).tobytes())
-    for module in ("model.py", "train.py", "callback.py", "readout.py", "fresh_skies.py"):
+    for module in (
+        "model.py",
+        "train.py",
+        "callback.py",
+        "readout.py",
+        "fresh_skies.py",
+        "stream.py",
+    ):
         digest.update((Path(__file__).parent / module).read_bytes())
     return digest.hexdigest()
 
@@ -241,8 +218,16 @@ def train_model(
     norm = read_normalization(normalization_path)
     npix = int(norm["npix"])
     channels = input_channels(norm)
-    x_train, y_train = load_set(train_path, input_size=npix, channels=channels)
     x_val, y_val = load_set(val_path, input_size=npix, channels=channels)
+    if recipe["streaming"]:
+        streamed = StreamedSet(train_path, input_size=npix, channels=channels)
+        n_train, train_arrays = streamed.n, ()
+        x_recal = streamed.every(streamed.n // BN_RECALIBRATION_MAPS)
+    else:
+        streamed = None
+        x_train, y_train = load_set(train_path, input_size=npix, channels=channels)
+        n_train, train_arrays = len(x_train), (x_train, y_train)
+        x_recal = x_train[:: max(1, n_train // BN_RECALIBRATION_MAPS)]
     configure_tensorflow(
         threads=threads,
         seed=seed,
@@ -260,9 +245,9 @@ def train_model(
         "training": training,
         "seed": seed,
         "norm": norm,
-        "n_train": len(x_train),
+        "n_train": n_train,
         "n_val": len(x_val),
-        "digest": _code_and_data_digest(x_train, y_train, x_val, y_val),
+        "digest": _code_and_data_digest(*train_arrays, x_val, y_val, streamed=streamed),
     }
     if recipe["fresh_skies"]:
         settings["fresh_skies"] = {"sky": sky, "sigma_int": sigma_int}
@@ -309,14 +294,18 @@ def train_model(
     )
     batch = recipe["batch_size"]
     draw_seconds: dict[int, float] = {}
+    fresh = ln_scatter = None
     if recipe["fresh_skies"]:
         if spectra_path is None or sky is None or sigma_int is None:
             raise ValueError("training.fresh_skies needs spectra_path, sky and sigma_int")
         from .fresh_skies import FreshSkies, fresh_epoch_batches, scatter_free_sz
 
         ln_scatter = xr.open_zarr(train_path, consolidated=True)["ln_scatter"].values
+        in_memory = streamed is None
         fresh = FreshSkies(
-            sz_uk=scatter_free_sz(y_train[..., 0], ln_scatter, norm["sz_scale"]),
+            sz_uk=scatter_free_sz(y_train[..., 0], ln_scatter, norm["sz_scale"])
+            if in_memory
+            else None,
             spectra_path=spectra_path,
             sky=sky,
             sigma_int=sigma_int,
@@ -324,8 +313,21 @@ def train_model(
             sky_scale=norm["sky_scale"],
             sz_scale=norm["sz_scale"],
             threads=threads,
-            z_channel=x_train[:, 0, 0, 1] if takes_z(norm) else None,
+            z_channel=x_train[:, 0, 0, 1] if takes_z(norm) and in_memory else None,
         )
+    if streamed is not None:
+        stream = streamed_epoch_batches(
+            streamed,
+            batch_size=batch,
+            seed=seed,
+            first_epoch=first,
+            last_epoch=last,
+            fresh=fresh,
+            ln_scatter=ln_scatter,
+            sz_scale=norm["sz_scale"],
+            draw_seconds=draw_seconds,
+        )
+    elif recipe["fresh_skies"]:
         stream = fresh_epoch_batches(
             fresh,
             y_train[..., 1],
@@ -349,13 +351,13 @@ def train_model(
             y_val,
             m_norm=norm["m_norm_msun"],
             recipe=recipe,
-            x_recal=x_train[:: max(1, len(x_train) // BN_RECALIBRATION_MAPS)],
+            x_recal=x_recal,
         )
 
     if first < last and not state["stopped_early"]:
         net.fit(
             stream,
-            steps_per_epoch=-(-len(x_train) // batch),
+            steps_per_epoch=-(-n_train // batch),
             initial_epoch=first,
             epochs=last,
             callbacks=[
@@ -363,7 +365,7 @@ def train_model(
                     ckpt_dir=ckpt_dir,
                     state=state,
                     training=recipe,
-                    n_train=len(x_train),
+                    n_train=n_train,
                     validate=validate,
                     draw_seconds=draw_seconds,
                 )

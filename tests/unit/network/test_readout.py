@@ -4,14 +4,17 @@ statistics recomputed without dropout."""
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from szmass.network.model import build_mresunet
 from szmass.network.readout import (
     LN_FLOOR,
+    LOG_READOUT_EPS,
     ReadoutMSE,
     loss_value,
     readout_scores,
     recalibrate_batch_norm,
+    soft_log,
 )
 
 #: float32 sums of a few hundred terms against float64 numpy.
@@ -67,12 +70,22 @@ def test_log_readout_is_the_squared_ln_ratio_at_the_centre():
     assert a == pytest.approx(b, rel=LOSS_RTOL)
 
 
-def test_log_readout_holds_a_non_positive_centre_at_the_floor():
+def test_log_readout_is_smooth_and_pulls_a_non_positive_centre_up():
     y, p = _pair(3)
     y[:, 4, 4, 1], p[:, 4, 4, 1] = 1.0, -0.5
+    eps = LOG_READOUT_EPS
+    soft = np.log(eps * np.log1p(np.exp(-0.5 / eps)))  # hand-written softplus at p = -0.5
     got = float(ReadoutMSE(readout_weight=1.0, readout_loss="log")(y, p))
-    assert np.isfinite(got)
-    assert got == pytest.approx(np.mean((p - y) ** 2) + np.log(1e-3) ** 2, rel=LOSS_RTOL)
+    assert got == pytest.approx(np.mean((p - y) ** 2) + soft**2, rel=LOSS_RTOL)
+    # the gradient at a negative centre is finite and points up (a hard floor gives zero)
+    pt = tf.Variable(p)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(ReadoutMSE(readout_weight=1.0, readout_loss="log")(y, pt))
+    grad = tape.gradient(loss, pt).numpy()[:, 4, 4, 1]
+    assert np.all(np.isfinite(grad)) and np.all(grad < 0)
+    # and above ~8 eps it is ln p to 1e-4
+    v = np.array([8 * eps, 0.22, 1.0, 2.0])
+    np.testing.assert_allclose(soft_log(v), np.log(v), atol=1e-4)
 
 
 def test_unknown_readout_loss_is_refused_by_name():

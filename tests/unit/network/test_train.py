@@ -308,6 +308,19 @@ def test_a_readout_weighted_checkpoint_resumes_in_a_fresh_process(prepared8, tmp
     assert state["epochs_done"] == 1
 
 
+def test_a_streamed_run_trains_and_resumes_as_it_ran(prepared8, tmp_path):
+    """``streaming: true`` reads the set a buffer at a time (stream.py): it trains, writes the
+    outputs, and a run stopped after its first epoch and resumed gives the same history."""
+    streamed = {**TRAINING, "max_epochs": 2, "streaming": True}
+    state, _ = _train(prepared8, tmp_path / "full", training=streamed)
+    assert state["epochs_done"] == 2
+    assert sorted(p.name for p in (tmp_path / "full").iterdir()) == sorted(OUTPUTS)
+    _train(prepared8, tmp_path / "resumed", cap=1, training=streamed)
+    _, log = _train(prepared8, tmp_path / "resumed", training=streamed)
+    assert "resuming from the checkpoint after epoch 1" in log
+    assert _losses(_history(tmp_path / "resumed")) == _losses(_history(tmp_path / "full"))
+
+
 def _copy_set(src: Path, dest: Path, edit=None) -> Path:
     """A copy of a prepared set (train.zarr, val.zarr, normalization.json), ``edit(name, ds)``
     applied to each zarr set."""
