@@ -135,6 +135,13 @@ def make_callback(
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
+            if not math.isfinite(logs.get("loss", 0.0)):
+                # diverged: stop before this epoch's weights are checkpointed or scored (the
+                # state on disk still names the last finite epoch's files)
+                raise FloatingPointError(
+                    f"training loss is {logs['loss']} at epoch {epoch + 1}: the run diverged; "
+                    "lower training.learning_rate or training.readout_weight and retrain"
+                )
             seconds = time.perf_counter() - self.t0
             steady = seconds  # epochs of <= 2 steps: no steady state to time
             if self.t1 is not None and steps > 2:
@@ -228,7 +235,7 @@ def make_callback(
             (ckpt_dir / "state.json.tmp").write_text(json.dumps(state, indent=1))
             os.replace(ckpt_dir / "state.json.tmp", ckpt_dir / "state.json")
             for path in ckpt_dir.iterdir():
-                if path.name not in ("state.json", state["last_file"], state["best_file"]):
+                if path.name not in ("state.json", state["last_file"], state.get("best_file")):
                     path.unlink()
 
     return ResumableTraining()

@@ -21,8 +21,6 @@ from typing import Any
 import keras
 import numpy as np
 
-from .train import READOUT_LOSSES
-
 #: The log readout takes ln(eps * softplus(p / eps)) for ln p, with eps this (normalised)
 #: value (0.03 x m_norm: 1.35e13 Msun in the paper's setup): smooth, and equal to ln p within
 #: 1e-4 above ~8 eps (the lightest training mass, 1e14, is ~7 eps; 3e-4 there). A hard floor
@@ -51,9 +49,9 @@ class ReadoutMSE(keras.losses.Loss):
         **kw,
     ):
         super().__init__(name=name, **kw)
-        if readout_loss not in READOUT_LOSSES:
+        if readout_loss not in ("squared", "log"):  # train.READOUT_LOSSES (no cycle)
             raise ValueError(
-                f"training.readout_loss is {readout_loss!r}; expected one of {READOUT_LOSSES}"
+                f"training.readout_loss is {readout_loss!r}; expected 'squared' or 'log'"
             )
         self.readout_weight = float(readout_weight)
         self.channel = int(channel)
@@ -65,8 +63,7 @@ class ReadoutMSE(keras.losses.Loss):
         c = y_true.shape[1] // 2
         p, t = y_pred[:, c, c, self.channel], y_true[:, c, c, self.channel]
         if self.readout_loss == "log":
-            eps = ops.cast(LOG_READOUT_EPS, p.dtype)
-            p, t = (ops.log(eps * ops.softplus(v / eps)) for v in (p, t))
+            p, t = _soft_log_tensor(p), _soft_log_tensor(t)
         return per_map + self.readout_weight * ops.square(p - t)
 
     def get_config(self) -> dict[str, Any]:
@@ -76,6 +73,23 @@ class ReadoutMSE(keras.losses.Loss):
             "channel": self.channel,
             "readout_loss": self.readout_loss,
         }
+
+
+#: Below this z = v / eps, ln softplus(z) is taken as z - e^z / 2 (its expansion, error
+#: < e^(2z)): in float32 softplus(z) underflows to 0 near z = -104, and ln 0 with its 0/0
+#: gradient turned a training run's loss to NaN in its first epoch (2026-12-03).
+_SOFT_LOG_SWITCH = -10.0
+
+
+def _soft_log_tensor(v):
+    """``soft_log`` in keras ops, finite with a finite gradient for any v."""
+    ops = keras.ops
+    z = v / ops.cast(LOG_READOUT_EPS, v.dtype)
+    switch = ops.cast(_SOFT_LOG_SWITCH, v.dtype)
+    body = ops.log(ops.softplus(ops.maximum(z, switch)))  # both branches finite: no NaN grads
+    tail = ops.minimum(z, switch)
+    tail = tail - ops.exp(tail) / 2
+    return ops.log(ops.cast(LOG_READOUT_EPS, v.dtype)) + ops.where(z > switch, body, tail)
 
 
 def loss_value(
@@ -93,7 +107,10 @@ def loss_value(
 def soft_log(v: np.ndarray) -> np.ndarray:
     """ln(eps * softplus(v / eps)), eps = ``LOG_READOUT_EPS``: ln v for v >> eps, smooth
     and finite at v <= 0 (the log readout's ln, in numpy)."""
-    return np.log(LOG_READOUT_EPS * np.logaddexp(0.0, np.asarray(v, float) / LOG_READOUT_EPS))
+    z = np.asarray(v, float) / LOG_READOUT_EPS
+    body = np.log(np.logaddexp(0.0, np.maximum(z, _SOFT_LOG_SWITCH)))
+    tail = np.minimum(z, _SOFT_LOG_SWITCH)
+    return np.log(LOG_READOUT_EPS) + np.where(z > _SOFT_LOG_SWITCH, body, tail - np.exp(tail) / 2)
 
 
 def ln_ratio(m_est: np.ndarray, m_true: np.ndarray) -> np.ndarray:

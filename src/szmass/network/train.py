@@ -150,8 +150,7 @@ def training_recipe(training: dict[str, Any]) -> dict[str, Any]:
         )
     if recipe["readout_loss"] not in READOUT_LOSSES:
         raise ValueError(
-            f"training.readout_loss is {recipe['readout_loss']!r}; "
-            f"expected one of {READOUT_LOSSES}"
+            f"training.readout_loss is {recipe['readout_loss']!r}; expected one of {READOUT_LOSSES}"
         )
     if recipe["schedule"] not in SCHEDULES:
         raise ValueError(

@@ -103,6 +103,30 @@ def test_stop_patience_still_stops(tmp_path):
     assert np.isclose(rates[-1], 5e-4)
 
 
+def test_a_diverged_epoch_fails_and_leaves_the_last_finite_state(tmp_path):
+    callback, _net, _state = _make(tmp_path, [0.5, 0.4])
+    callback.on_epoch_begin(0)
+    callback.on_epoch_end(0, {"loss": 1.0})
+    callback.on_epoch_begin(1)
+    with pytest.raises(FloatingPointError, match="loss is nan at epoch 2"):
+        callback.on_epoch_end(1, {"loss": float("nan")})
+    saved = json.loads((tmp_path / "state.json").read_text())
+    assert saved["epochs_done"] == 1
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "state.json",
+        saved["last_file"],
+        saved["best_file"],
+    }
+
+
+def test_no_best_epoch_yet_keeps_only_the_last_checkpoint(tmp_path):
+    # a non-finite validation width never becomes the best: no best file to keep (that was a
+    # KeyError on 2026-12-03)
+    state, _ = _drive(tmp_path, [float("nan")])
+    assert "best_file" not in state
+    assert {p.name for p in tmp_path.iterdir()} == {"state.json", state["last_file"]}
+
+
 # --- rates, progress and the estimate, on a fake clock ----------------------------------------
 
 

@@ -88,6 +88,24 @@ def test_log_readout_is_smooth_and_pulls_a_non_positive_centre_up():
     np.testing.assert_allclose(soft_log(v), np.log(v), atol=1e-4)
 
 
+def test_log_readout_stays_finite_far_below_zero():
+    # float32 softplus underflows to 0 near p / eps = -104: ln 0 and a 0/0 gradient made a
+    # training run's loss NaN in its first epoch. The tail uses softplus's expansion instead.
+    y, p = _pair(4)
+    y[:, 4, 4, 1], p[:, 4, 4, 1] = 1.0, [-100.0, -4.0, -0.3, 0.0, 30.0]
+    pt = tf.Variable(p)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(ReadoutMSE(readout_weight=1.0, readout_loss="log")(y, pt))
+    grad = tape.gradient(loss, pt).numpy()
+    assert np.isfinite(float(loss)) and np.all(np.isfinite(grad))
+    assert np.all(grad[:, 4, 4, 1][:4] < 0)  # every centre below 1 is pulled up
+    # the expansion meets the exact ln softplus (float64, hand-written) to 1e-8 over the switch
+    eps = LOG_READOUT_EPS
+    z = np.linspace(-40.0, 40.0, 8001)
+    exact = np.log(eps * np.log1p(np.exp(z)))
+    np.testing.assert_allclose(soft_log(z * eps), exact, rtol=0, atol=1e-8)
+
+
 def test_unknown_readout_loss_is_refused_by_name():
     with pytest.raises(ValueError, match="readout_loss.*'cubic'"):
         ReadoutMSE(readout_weight=1.0, readout_loss="cubic")

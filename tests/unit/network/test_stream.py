@@ -35,7 +35,13 @@ def _epochs(path, *, batch, epochs, seed=3, **kw):
     """The streamed batches of epochs 0..epochs-1 as lists of (x, y) numpy pairs, per epoch."""
     data = StreamedSet(path, input_size=8)
     stream = streamed_epoch_batches(
-        data, batch_size=batch, seed=seed, first_epoch=0, last_epoch=epochs, buffer_maps=BUFFER, **kw
+        data,
+        batch_size=batch,
+        seed=seed,
+        first_epoch=0,
+        last_epoch=epochs,
+        buffer_maps=BUFFER,
+        **kw,
     )
     batches = [(x.numpy(), y.numpy()) for x, y in stream]
     per_epoch = -(-data.n // batch)
@@ -104,7 +110,12 @@ def test_fresh_skies_streamed_are_those_in_memory(chunked, prepared8, tmp_path):
     np.testing.assert_array_equal(s_rows, s_mem[rows])
     # the streamed epoch 1 holds the same 24 maps
     epochs = _epochs(
-        chunked, batch=4, epochs=2, fresh=make(None), ln_scatter=ln_scatter, sz_scale=norm["sz_scale"]
+        chunked,
+        batch=4,
+        epochs=2,
+        fresh=make(None),
+        ln_scatter=ln_scatter,
+        sz_scale=norm["sz_scale"],
     )
     x = np.concatenate([b[0] for b in epochs[1]])
     y = np.concatenate([b[1] for b in epochs[1]])
