@@ -316,15 +316,41 @@ def train_shards(config: dict[str, Any]) -> list[str]:
     return [f"results/sims/grid/M{mass_label(m)}.zarr" for m in config["split"]["train_masses"]]
 
 
-def continuous_shards(config: dict[str, Any]) -> list[str]:
-    """Paths of the continuous training-mass shards (none when ``split.masses`` is grid)."""
+def continuous_pieces(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The shard jobs of a continuous training-mass set (none when ``split.masses`` is grid):
+    each part (train, val) in pieces of at most ``split.continuous_shard_maps`` clusters,
+    ``{"part", "name", "path", "first", "n"}`` with name ``{part}-{k:03d}``. Every cluster
+    draws from its own streams, so the pieces together are the set simulated whole."""
     if config["split"]["masses"] != "continuous":
         return []
-    return [f"results/sims/continuous/{part}.zarr" for part in ("train", "val")]
+    per_shard = int(config["split"]["continuous_shard_maps"])
+    pieces = []
+    for part, n_part in _continuous_sizes(config).items():
+        for k, first in enumerate(range(0, n_part, per_shard)):
+            name = f"{part}-{k:03d}"
+            pieces.append(
+                {
+                    "part": part,
+                    "name": name,
+                    "path": f"results/sims/continuous/{name}.zarr",
+                    "first": first,
+                    "n": min(per_shard, n_part - first),
+                }
+            )
+    return pieces
+
+
+def continuous_shards(config: dict[str, Any]) -> list[str]:
+    """Paths of the continuous training-mass shards (none when ``split.masses`` is grid)."""
+    return [piece["path"] for piece in continuous_pieces(config)]
 
 
 def _continuous_sizes(config: dict[str, Any]) -> dict[str, int]:
-    """Maps per part of a continuous set: as many as the grid split trains and validates on."""
+    """Maps per part of a continuous set: ``split.continuous_maps`` [train, val], or when that
+    is null as many as the grid split trains and validates on."""
+    if config["split"].get("continuous_maps") is not None:
+        n_train, n_val = config["split"]["continuous_maps"]
+        return {"train": int(n_train), "val": int(n_val)}
     n_masses = len(config["split"]["train_masses"])
     return {
         part: n_masses * (config["split"][part][1] - config["split"][part][0])
@@ -333,13 +359,16 @@ def _continuous_sizes(config: dict[str, Any]) -> dict[str, int]:
 
 
 def network_split(config: dict[str, Any]) -> dict[str, list[list]]:
-    """What the network trains and validates on, as ``[shard path, [start, stop)]`` parts:
+    """What the network trains and validates on, as ``[shard path, [start, stop))`` parts:
     the training masses' grid shards (realizations ``split.train`` and ``split.val``), or
-    with ``split.masses: continuous`` the whole of the continuous train and val shards."""
+    with ``split.masses: continuous`` the whole of every continuous train and val shard."""
     if config["split"]["masses"] == "continuous":
-        sizes = _continuous_sizes(config)
         return {
-            part: [[f"results/sims/continuous/{part}.zarr", [0, sizes[part]]]]
+            part: [
+                [piece["path"], [0, piece["n"]]]
+                for piece in continuous_pieces(config)
+                if piece["part"] == part
+            ]
             for part in ("train", "val")
         }
     return {
@@ -364,8 +393,8 @@ def scatter_shards(config: dict[str, Any]) -> list[str]:
 def shard_spec(config: dict[str, Any], set_name: str, name: str) -> dict[str, Any]:
     """The config slice one shard job needs (its ``params``), from its wildcards.
 
-    ``name`` is ``M{mass}`` for the grid, ``sigma{value}`` for the scatter sets, ``train`` or
-    ``val`` for the continuous training-mass set.
+    ``name`` is ``M{mass}`` for the grid, ``sigma{value}`` for the scatter sets,
+    ``{train,val}-{k:03d}`` for the continuous training-mass set's pieces.
     """
     common = {
         "seed": config["seed"],
@@ -397,17 +426,20 @@ def shard_spec(config: dict[str, Any], set_name: str, name: str) -> dict[str, An
             "mass_range_1e14": config["scatter"]["mass_range"],
         }
     if set_name == "continuous":
-        if config["split"]["masses"] != "continuous" or name not in ("train", "val"):
+        pieces = {piece["name"]: piece for piece in continuous_pieces(config)}
+        if name not in pieces:
             raise ConfigError(
-                f"continuous shard {name}: needs split.masses: continuous and a name of "
-                "train or val"
+                f"continuous shard {name}: not one of this config's "
+                f"({sorted(pieces) or 'none: split.masses is not continuous'})"
             )
+        piece = pieces[name]
         return {
             **common,
             "set_name": "continuous",
-            "part": name,
+            "part": piece["part"],
+            "first": piece["first"],
             "sigma_int": config["cluster"]["sigma_int"],
-            "n_clusters": _continuous_sizes(config)[name],
+            "n_clusters": piece["n"],
             "mass_range_1e14": config["split"]["continuous_range"],
         }
     raise ConfigError(f"unknown simulation set {set_name!r}")

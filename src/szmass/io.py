@@ -4,7 +4,7 @@ import contextlib
 import os
 import shutil
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,8 +34,14 @@ class ShardError(RuntimeError):
     the variable at fault where there is one, and the command that rebuilds the shard."""
 
 
-def write_zarr_atomic(ds: xr.Dataset, path: str | os.PathLike, *, chunk: int = 200) -> None:
+def write_zarr_atomic(
+    ds: xr.Dataset | Iterable[xr.Dataset], path: str | os.PathLike, *, chunk: int = 200
+) -> None:
     """Write ``ds`` as a Zarr store beside ``path``, then rename it into place.
+
+    ``ds`` may be an iterable of pieces along their first dimension, written one after
+    another (cut into whole ``chunk``s; the attributes are the first piece's), so a store
+    larger than memory is written a piece at a time.
 
     A job killed mid-write leaves only a hidden ``.<name>.tmp-<pid>`` directory (removed by
     the next write), never something at ``path``; an existing store is moved aside before the
@@ -48,18 +54,44 @@ def write_zarr_atomic(ds: xr.Dataset, path: str | os.PathLike, *, chunk: int = 2
         shutil.rmtree(stale, ignore_errors=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     trash = path.with_name(f".{path.name}.old-{os.getpid()}")
-    dim = next(iter(ds.dims))
-    ds = ds.chunk({dim: min(chunk, ds.sizes[dim])})
+    pieces = [ds] if isinstance(ds, xr.Dataset) else ds
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Consolidated metadata is currently not")
-            ds.to_zarr(tmp, mode="w", consolidated=True)
+            written = 0
+            for piece in _whole_chunks(pieces, chunk):
+                dim = next(iter(piece.dims))
+                piece = piece.chunk({dim: min(chunk, piece.sizes[dim])})
+                if written:
+                    piece.to_zarr(tmp, mode="a", append_dim=dim, consolidated=True)
+                else:
+                    piece.to_zarr(tmp, mode="w", consolidated=True)
+                written += 1
+        if not written:
+            raise ValueError(f"{path}: nothing to write (no pieces)")
         if path.exists():
             os.rename(path, trash)
         os.rename(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(trash, ignore_errors=True)
+
+
+def _whole_chunks(pieces: Iterable[xr.Dataset], chunk: int) -> Iterator[xr.Dataset]:
+    """The pieces re-cut so that every one but the last spans whole ``chunk``s of their first
+    dimension: an append then never writes into a chunk already written."""
+    pending: list[xr.Dataset] = []
+    for piece in pieces:
+        pending.append(piece)
+        dim = next(iter(piece.dims))
+        n = sum(p.sizes[dim] for p in pending)
+        if n >= chunk:
+            joined = pending[0] if len(pending) == 1 else xr.concat(pending, dim)
+            cut = n // chunk * chunk
+            yield joined.isel({dim: slice(0, cut)})
+            pending = [joined.isel({dim: slice(cut, None)})] if cut < n else []
+    if pending:
+        yield pending[0] if len(pending) == 1 else xr.concat(pending, next(iter(pending[0].dims)))
 
 
 def open_shard(

@@ -57,6 +57,26 @@ def test_overwrite_replaces_the_store(shard_path):
     assert _siblings(shard_path) == ["M1.zarr"]
 
 
+def test_pieces_are_written_as_the_whole_in_whole_chunks(tmp_path):
+    # pieces of 1, 2 and 3 realizations written with chunks of 2: the store is the whole
+    # dataset, chunked as one write would chunk it, with the first piece's attributes
+    whole = xr.concat([_shard(0), _shard(1), _shard(2)], "realization")
+    cuts = [0, 1, 3, 6, 12, 15, 18]
+    pieces = [whole.isel(realization=slice(a, b)) for a, b in zip(cuts, cuts[1:], strict=False)]
+    path = tmp_path / "set.zarr"
+    write_zarr_atomic(iter(pieces), path, chunk=2)
+    ds = open_shard(path, load=False)
+    xr.testing.assert_identical(ds.load(), whole)
+    assert ds.sky.encoding["chunks"][0] == 2
+    assert _siblings(path) == ["set.zarr"]
+
+
+def test_no_pieces_writes_nothing(tmp_path):
+    with pytest.raises(ValueError, match="set.zarr: nothing to write"):
+        write_zarr_atomic(iter([]), tmp_path / "set.zarr")
+    assert os.listdir(tmp_path) == []
+
+
 def test_plain_open_zarr_is_silent(shard_path, recwarn):
     """Metadata are consolidated: a plain xr.open_zarr reads them without warnings."""
     xr.open_zarr(shard_path).load()

@@ -74,10 +74,13 @@ def test_continuous_dry_run(workflow_copy):
     stats = smk.job_stats(proc.stdout)
     assert stats["simulate_shard"] == 23 and stats["predict_set"] == 6, stats
     wildcards = re.findall(r"wildcards: set=(\w+), name=(\S+)", proc.stdout)
-    assert sorted(name for s, name in wildcards if s == "continuous") == ["train", "val"]
+    assert sorted(name for s, name in wildcards if s == "continuous") == ["train-000", "val-000"]
     inputs = smk.job_inputs(proc.stdout)
     split = [p for p in inputs["results/datasets/train.zarr"] if p.startswith("results/")]
-    assert split == ["results/sims/continuous/train.zarr", "results/sims/continuous/val.zarr"]
+    assert split == [
+        "results/sims/continuous/train-000.zarr",
+        "results/sims/continuous/val-000.zarr",
+    ]
     baseline = inputs["results/baseline/calibration.json"]
     assert "results/sims/grid/M1.zarr" in baseline
     assert not any("continuous" in p for p in baseline)

@@ -1,6 +1,6 @@
 wildcard_constraints:
     set="grid|scatter|continuous",
-    name="M[0-9.]+|sigma[0-9.]+|train|val",
+    name="M[0-9.]+|sigma[0-9.]+|(train|val)-[0-9]+",
 
 
 rule simulate_shard:

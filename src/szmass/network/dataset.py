@@ -29,6 +29,7 @@ arXiv:2003.06135, §2.2 and §3).
 import json
 import logging
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -274,22 +275,34 @@ def split_dataset(
     whole. The normalization constants come from the training part only.
     """
     paths = list(dict.fromkeys(p for p, _ in [*train, *val]))
-    shards = {p: open_shard(p) for p in paths}
+    # opened lazily and prepared one shard range at a time: a set of 1e5 maps is never whole
+    # in memory (the normalization's maxima are reduced chunk by chunk)
+    shards = {p: open_shard(p, load=False) for p in paths}
     norm = normalization_from_training([(shards[p], range(*rng)) for p, rng in train])
-    # Prepare both sets before writing either, so a bad map leaves nothing behind.
-    sets = {}
-    for name, parts in (("train", train), ("val", val)):
-        prepared = [prepare(shards[p], norm, realizations=slice(*rng), where=p) for p, rng in parts]
-        sets[name] = {k: np.concatenate([part[k] for part in prepared]) for k in prepared[0]}
-    for name, parts, out in (("train", train, out_train), ("val", val, out_val)):
-        attrs = {
-            "set": name,
-            "realizations": [list(rng) for _, rng in parts],
-            "shards": [str(p) for p, _ in parts],
-            "label_names": ["sz", "mass"],
-            **{f"norm_{k}": v for k, v in norm.items()},
-        }
-        write_zarr_atomic(_as_dataset(sets[name], attrs), out)
-        log.info("wrote %s: %d maps", out, len(sets[name]["m200c"]))
+    # A bad map in either set leaves neither written (the training set is removed again).
+    written = []
+    try:
+        for name, parts, out in (("train", train, out_train), ("val", val, out_val)):
+            attrs = {
+                "set": name,
+                "realizations": [list(rng) for _, rng in parts],
+                "shards": [str(p) for p, _ in parts],
+                "label_names": ["sz", "mass"],
+                **{f"norm_{k}": v for k, v in norm.items()},
+            }
+            pieces = (
+                _as_dataset(
+                    prepare(shards[p], norm, realizations=slice(*rng), where=p),
+                    attrs,
+                )
+                for p, rng in parts
+            )
+            write_zarr_atomic(pieces, out)
+            written.append(out)
+            log.info("wrote %s: %d maps", out, sum(rng[1] - rng[0] for _, rng in parts))
+    except Exception:
+        for out in written:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     write_normalization(norm, out_normalization)
     return norm

@@ -4,10 +4,14 @@ and batch-norm statistics recomputed without dropout (issue 12; beyond the paper
 - ``ReadoutMSE``: the paper's map-wide MSE (Gupta & Reichardt 2020, arXiv:2003.06135, §3)
   plus ``readout_weight`` times the squared error of the mass channel's central pixel, the one
   pixel the estimate reads. The central pixel is 1 of 3200 outputs, so the map-wide MSE alone
-  barely sees it: lowering it need not narrow the mass estimate. With ``readout_loss="log"``
-  the readout's error is taken in ln M, (ln p - ln t)^2, the statistic the evaluation reports:
-  the squared error in M weighs a cluster's relative error by M^2 (a 1e14 cluster 1/64 of an
-  8e14 one), and its minimiser is the posterior mean of M, where the log one's is exp E[ln M].
+  barely sees it: lowering it need not narrow the mass estimate. With
+  ``readout_loss="relative"`` the readout's error is relative, ((p - t) / t)^2: the squared
+  error in M weighs a cluster's relative error by M^2 (a 1e14 cluster 1/64 of an 8e14 one),
+  while the evaluation's ln-ratio statistics weigh every cluster alike. (An error in ln M,
+  (ln p - ln t)^2, was tried first and failed twice, 2026-12-03: with a hard floor on p the
+  readout sat at the floor; smoothed by softplus its 1/p gradient near p = 0 drove the
+  validation estimates 44x high, mean ln ratio +3.8 after 2 epochs. The relative error is
+  quadratic in p: no singularity.)
 - ``readout_scores``: the validation set's mean and robust half-width (16-84%) of
   ln(M_est / M_true), the statistic the evaluation reports, for choosing the best epoch.
 - ``recalibrate_batch_norm``: the decoder's dropout feeds conv -> SELU -> batch norm, whose
@@ -21,14 +25,6 @@ from typing import Any
 import keras
 import numpy as np
 
-#: The log readout takes ln(eps * softplus(p / eps)) for ln p, with eps this (normalised)
-#: value (0.03 x m_norm: 1.35e13 Msun in the paper's setup): smooth, and equal to ln p within
-#: 1e-4 above ~8 eps (the lightest training mass, 1e14, is ~7 eps; 3e-4 there). A hard floor
-#: (ln max(p, floor)) failed: in training mode, with the decoder's dropout, many centres sat
-#: below the floor with no gradient, and the readout's 1/p gradient near it blew up the rest
-#: (one run, 2026-12-03: validation mean ln ratio +1.2 after 5 epochs; killed).
-LOG_READOUT_EPS = 0.03
-
 #: Estimates at or below this fraction of the true mass count as this fraction in the ln-ratio
 #: statistics (an undertrained network gives estimates <= 0; they rank lowest).
 LN_FLOOR = 1e-3
@@ -38,7 +34,7 @@ LN_FLOOR = 1e-3
 class ReadoutMSE(keras.losses.Loss):
     """Mean squared error over all pixels and channels, plus ``readout_weight`` times the
     squared error of channel ``channel`` at the central pixel, in M (``readout_loss``
-    "squared") or in ln M ("log"); one value per map."""
+    "squared") or relative to the true value ("relative"); one value per map."""
 
     def __init__(
         self,
@@ -49,9 +45,9 @@ class ReadoutMSE(keras.losses.Loss):
         **kw,
     ):
         super().__init__(name=name, **kw)
-        if readout_loss not in ("squared", "log"):  # train.READOUT_LOSSES (no cycle)
+        if readout_loss not in ("squared", "relative"):  # train.READOUT_LOSSES (no cycle)
             raise ValueError(
-                f"training.readout_loss is {readout_loss!r}; expected 'squared' or 'log'"
+                f"training.readout_loss is {readout_loss!r}; expected 'squared' or 'relative'"
             )
         self.readout_weight = float(readout_weight)
         self.channel = int(channel)
@@ -62,9 +58,10 @@ class ReadoutMSE(keras.losses.Loss):
         per_map = ops.mean(ops.square(y_pred - y_true), axis=(1, 2, 3))
         c = y_true.shape[1] // 2
         p, t = y_pred[:, c, c, self.channel], y_true[:, c, c, self.channel]
-        if self.readout_loss == "log":
-            p, t = _soft_log_tensor(p), _soft_log_tensor(t)
-        return per_map + self.readout_weight * ops.square(p - t)
+        error = p - t
+        if self.readout_loss == "relative":
+            error = error / t  # a mass label's centre is > 0 (M200c / M_norm)
+        return per_map + self.readout_weight * ops.square(error)
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -75,23 +72,6 @@ class ReadoutMSE(keras.losses.Loss):
         }
 
 
-#: Below this z = v / eps, ln softplus(z) is taken as z - e^z / 2 (its expansion, error
-#: < e^(2z)): in float32 softplus(z) underflows to 0 near z = -104, and ln 0 with its 0/0
-#: gradient turned a training run's loss to NaN in its first epoch (2026-12-03).
-_SOFT_LOG_SWITCH = -10.0
-
-
-def _soft_log_tensor(v):
-    """``soft_log`` in keras ops, finite with a finite gradient for any v."""
-    ops = keras.ops
-    z = v / ops.cast(LOG_READOUT_EPS, v.dtype)
-    switch = ops.cast(_SOFT_LOG_SWITCH, v.dtype)
-    body = ops.log(ops.softplus(ops.maximum(z, switch)))  # both branches finite: no NaN grads
-    tail = ops.minimum(z, switch)
-    tail = tail - ops.exp(tail) / 2
-    return ops.log(ops.cast(LOG_READOUT_EPS, v.dtype)) + ops.where(z > switch, body, tail)
-
-
 def loss_value(
     y_true: np.ndarray, y_pred: np.ndarray, *, readout_weight: float, readout_loss: str = "squared"
 ) -> float:
@@ -99,18 +79,8 @@ def loss_value(
     per_map = np.mean((y_pred.astype(float) - y_true) ** 2, axis=(1, 2, 3))
     c = y_true.shape[1] // 2
     p, t = y_pred[:, c, c, 1].astype(float), y_true[:, c, c, 1].astype(float)
-    if readout_loss == "log":
-        p, t = (soft_log(v) for v in (p, t))
-    return float(np.mean(per_map + readout_weight * (p - t) ** 2))
-
-
-def soft_log(v: np.ndarray) -> np.ndarray:
-    """ln(eps * softplus(v / eps)), eps = ``LOG_READOUT_EPS``: ln v for v >> eps, smooth
-    and finite at v <= 0 (the log readout's ln, in numpy)."""
-    z = np.asarray(v, float) / LOG_READOUT_EPS
-    body = np.log(np.logaddexp(0.0, np.maximum(z, _SOFT_LOG_SWITCH)))
-    tail = np.minimum(z, _SOFT_LOG_SWITCH)
-    return np.log(LOG_READOUT_EPS) + np.where(z > _SOFT_LOG_SWITCH, body, tail - np.exp(tail) / 2)
+    error = p - t if readout_loss == "squared" else (p - t) / t
+    return float(np.mean(per_map + readout_weight * error**2))
 
 
 def ln_ratio(m_est: np.ndarray, m_true: np.ndarray) -> np.ndarray:

@@ -66,8 +66,8 @@ RECIPE_DEFAULTS = {
 #: the absolute mean ln ratio (a narrow epoch that reads high or low loses to an unbiased one).
 SELECT_BY = ("val_loss", "val_width", "val_width_bias")
 SCHEDULES = ("plateau", "cosine")
-#: How the readout's error is measured: in M (squared) or in ln M (log; see ``readout.py``).
-READOUT_LOSSES = ("squared", "log")
+#: How the readout's error is measured: in M (squared) or relative to M (see ``readout.py``).
+READOUT_LOSSES = ("squared", "relative")
 #: Training inputs the batch-norm statistics are recomputed on (every k-th map: all masses).
 BN_RECALIBRATION_MAPS = 1024
 

@@ -58,16 +58,23 @@ def scatter_set_masses(
 
 
 def continuous_set_masses(
-    *, seed: int, part: str, n_clusters: int, mass_range_1e14: tuple[float, float]
+    *,
+    seed: int,
+    part: str,
+    n_clusters: int,
+    mass_range_1e14: tuple[float, float],
+    first: int = 0,
 ) -> np.ndarray:
-    """M200c [Msun] of a continuous training-mass set (SPEC §3 ``continuous``): log-uniform in
-    ``mass_range_1e14``, cluster i of ``part`` ("train" or "val") from its own stream."""
+    """M200c [Msun] of clusters ``first`` .. ``first + n_clusters - 1`` of a continuous
+    training-mass set (SPEC §3 ``continuous``): log-uniform in ``mass_range_1e14``, cluster i
+    of ``part`` ("train" or "val") from its own stream, so a set split into shard jobs holds
+    the clusters of the set made whole."""
     lo, hi = np.log(mass_range_1e14)
     code = CONTINUOUS_PARTS[part]
     return np.array(
         [
             np.exp(map_rng(seed, "continuous", i, code, "mass").uniform(lo, hi)) * 1e14
-            for i in range(n_clusters)
+            for i in range(first, first + n_clusters)
         ]
     )
 
@@ -291,6 +298,7 @@ def simulate_shard(
     n_clusters: int | None = None,
     mass_range_1e14: tuple[float, float] | None = None,
     part: str | None = None,
+    first: int = 0,
     threads: int = 1,
 ) -> xr.Dataset:
     """Simulate one shard and write it to ``out_path`` (Zarr, atomically).
@@ -299,7 +307,9 @@ def simulate_shard(
     ``set_name="scatter"``: ``n_clusters`` clusters with masses uniform in ``mass_range_1e14``,
     one map each (realization i is cluster i).
     ``set_name="continuous"``: the ``part`` ("train" or "val") of a continuous training-mass
-    set, ``n_clusters`` clusters log-uniform in ``mass_range_1e14``, one map each.
+    set, ``n_clusters`` clusters log-uniform in ``mass_range_1e14``, one map each: clusters
+    ``first`` onwards of the part (a shard job's piece of a large set; the realization
+    coordinate is the cluster's index in the part).
     ``cluster["redshift"]``: a fixed z, or a distribution from which every map draws its own z
     (``draw_redshifts``); ``z`` records each map's, the attributes the distribution.
     """
@@ -330,14 +340,19 @@ def simulate_shard(
                 f"(one of {sorted(CONTINUOUS_PARTS)}; got {part!r})"
             )
         m200c = continuous_set_masses(
-            seed=seed, part=part, n_clusters=n_clusters, mass_range_1e14=tuple(mass_range_1e14)
+            seed=seed,
+            part=part,
+            n_clusters=n_clusters,
+            mass_range_1e14=tuple(mass_range_1e14),
+            first=first,
         )
-        keys = np.arange(n_clusters)
+        keys = np.arange(first, first + n_clusters)
         realizations = np.full(n_clusters, CONTINUOUS_PARTS[part])
         shard_attrs = {
             "mass_range_1e14": list(mass_range_1e14),
             "mass_distribution": "log-uniform",
             "part": part,
+            "first_cluster": first,
             "realization_is": "cluster id",
         }
     else:
@@ -370,9 +385,8 @@ def simulate_shard(
         "description": "szmass simulated 150 GHz cutouts (Gupta & Reichardt 2020); "
         "sky = apodization x (CMB + foregrounds + cluster [beam] + white noise)",
     }
-    ds = shard_dataset(
-        sims, realizations=np.arange(len(m200c)), pixel_arcmin=sky["pixel_arcmin"], attrs=attrs
-    )
+    ids = keys if set_name == "continuous" else np.arange(len(m200c))
+    ds = shard_dataset(sims, realizations=ids, pixel_arcmin=sky["pixel_arcmin"], attrs=attrs)
     write_zarr_atomic(ds, out_path)
     log.info("wrote %s", out_path)
     return ds

@@ -7,7 +7,14 @@ import pytest
 import xarray as xr
 from scipy import stats
 
-from szmass.config import ConfigError, check_config, network_split, shard_spec, trained_masses
+from szmass.config import (
+    ConfigError,
+    check_config,
+    continuous_shards,
+    network_split,
+    shard_spec,
+    trained_masses,
+)
 from szmass.intervals import MASS_BINS, belt_intervals, coverage, fit_belt, mass_groups
 from szmass.io import open_shard
 from szmass.network.dataset import split_dataset
@@ -95,17 +102,63 @@ def test_split_of_whole_continuous_shards(shards):
     )
 
 
+def test_pieces_of_a_set_are_the_set_made_whole(shards):
+    # the 24 training clusters simulated as two shard jobs of 10 and 14
+    root, paths = shards
+    spectra = root / "spectra.ecsv"
+    whole = open_shard(paths["train"])
+    pieces = []
+    for k, (first, n) in enumerate([(0, 10), (10, 14)]):
+        out = str(root / f"train-{k:03d}.zarr")
+        simulate_shard(
+            spectra_path=str(spectra),
+            out_path=out,
+            set_name="continuous",
+            part="train",
+            first=first,
+            seed=3,
+            sky=sky(16),
+            cluster=CLUSTER,
+            sigma_int=0.2,
+            n_clusters=n,
+            mass_range_1e14=RANGE,
+        )
+        pieces.append(open_shard(out))
+    assert pieces[1].attrs["first_cluster"] == 10
+    for var in ("sky", "sz", "m200c", "ln_scatter", "realization"):
+        joined = np.concatenate([piece[var].values for piece in pieces])
+        np.testing.assert_array_equal(joined, whole[var].values, err_msg=var)
+
+
 def test_config_continuous_split_and_shard_specs(paper_config):
     paper_config["split"]["masses"] = "continuous"
     split = network_split(paper_config)
     assert split == {
-        "train": [["results/sims/continuous/train.zarr", [0, 3200]]],
-        "val": [["results/sims/continuous/val.zarr", [0, 1600]]],
+        "train": [["results/sims/continuous/train-000.zarr", [0, 3200]]],
+        "val": [["results/sims/continuous/val-000.zarr", [0, 1600]]],
     }
-    spec = shard_spec(paper_config, "continuous", "val")
-    assert spec["n_clusters"] == 1600 and spec["part"] == "val"
+    spec = shard_spec(paper_config, "continuous", "val-000")
+    assert spec["n_clusters"] == 1600 and spec["part"] == "val" and spec["first"] == 0
     assert spec["mass_range_1e14"] == [0.5, 12] and spec["sigma_int"] == 0.2
     assert trained_masses(paper_config) == [0.5, 12.0]
+
+
+def test_a_large_continuous_set_is_several_shard_jobs(paper_config):
+    split = paper_config["split"]
+    split.update(masses="continuous", continuous_maps=[25000, 5000], continuous_shard_maps=10000)
+    assert continuous_shards(paper_config) == [
+        f"results/sims/continuous/{name}.zarr"
+        for name in ("train-000", "train-001", "train-002", "val-000")
+    ]
+    assert network_split(paper_config)["train"] == [
+        ["results/sims/continuous/train-000.zarr", [0, 10000]],
+        ["results/sims/continuous/train-001.zarr", [0, 10000]],
+        ["results/sims/continuous/train-002.zarr", [0, 5000]],
+    ]
+    spec = shard_spec(paper_config, "continuous", "train-002")
+    assert (spec["first"], spec["n_clusters"], spec["part"]) == (20000, 5000, "train")
+    with pytest.raises(ConfigError, match="train-003.*not one of"):
+        shard_spec(paper_config, "continuous", "train-003")
 
 
 def test_config_grid_split_is_the_papers(paper_config):
@@ -114,7 +167,7 @@ def test_config_grid_split_is_the_papers(paper_config):
     assert split["val"][-1] == ["results/sims/grid/M8.zarr", [400, 600]]
     assert trained_masses(paper_config) == [1, 2, 3, 4, 5, 6, 7, 8]
     with pytest.raises(ConfigError, match="continuous"):
-        shard_spec(paper_config, "continuous", "train")  # the grid config has no such shard
+        shard_spec(paper_config, "continuous", "train-000")  # the grid config has no such shard
 
 
 @pytest.mark.parametrize("bad", [[3, 3], [12, 0.5], [0, 12]])
