@@ -12,9 +12,9 @@ is its own:
 
 Each child reads one epoch of batches of 8 (the CPU config's batch) and prints its open/load
 seconds, the epoch's images/s and its peak RSS; the table gives the streamed/in-memory ratios
-measured in the same run, and the peak RSS of an idle child that only imported TensorFlow (the
-floor the data add to). The CPU config trains at ~80 images/s on 2 idle cores: the input must
-stay far above that.
+measured in the same run, and the peak RSS of an idle child that only imported TensorFlow and
+the two input modules (the floor the data add to). The CPU config trains at ~80 images/s on 2
+idle cores: the input must stay far above that.
 
     python bench/bench_stream.py [--sizes 10000 100000] [--batch 8] [--keep DIR]
 
@@ -56,7 +56,8 @@ elif mode == "streamed":
     data = StreamedSet(path, input_size=40)
     n = data.n
     stream = streamed_epoch_batches(data, batch_size=batch, seed=1, first_epoch=0, last_epoch=1)
-else:  # the floor: TensorFlow imported, no data
+else:  # the floor: TensorFlow and both input modules imported (xarray, zarr), no data
+    import szmass.network.stream, szmass.network.train  # noqa: E401, F401
     n, stream = 0, []
 out["load_s"] = time.perf_counter() - t0
 t0 = time.perf_counter()
@@ -67,7 +68,14 @@ out["epoch_s"] = time.perf_counter() - t0
 out["images"] = seen
 if seen != n:
     raise SystemExit(f"{mode}: one epoch gave {seen} maps of {n}")
-out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM, not ru_maxrss: ru_maxrss survives exec, so a child would inherit the peak of the
+# parent that forked it (the parent writes the sets: ~3 GB at 10^5 maps)
+with open("/proc/self/status") as status:
+    hwm = [ln for ln in status if ln.startswith("VmHWM:")]
+out["peak_rss_mb"] = (
+    int(hwm[0].split()[1]) / 1024 if hwm
+    else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+)
 print("RESULT " + json.dumps(out), flush=True)
 """
 
@@ -111,7 +119,7 @@ def main() -> None:
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench_stream_"))
     root.mkdir(parents=True, exist_ok=True)
     floor = run_child("floor", root, args.batch)["peak_rss_mb"]
-    print(f"peak RSS of a child with TensorFlow imported and no data: {floor:.0f} MB")
+    print(f"peak RSS of a child with TensorFlow and szmass imported, no data: {floor:.0f} MB")
     head = (
         f"{'maps':>8} {'set MB':>7} {'mode':>9} {'open s':>7} {'images/s':>9} "
         f"{'peak RSS MB':>11} {'above floor':>11}"

@@ -66,8 +66,6 @@ RECIPE_DEFAULTS = {
 #: the absolute mean ln ratio (a narrow epoch that reads high or low loses to an unbiased one).
 SELECT_BY = ("val_loss", "val_width", "val_width_bias")
 SCHEDULES = ("plateau", "cosine")
-#: How the readout's error is measured: in M (squared) or relative to M (see ``readout.py``).
-READOUT_LOSSES = ("squared", "relative")
 #: Training inputs the batch-norm statistics are recomputed on (every k-th map: all masses).
 BN_RECALIBRATION_MAPS = 1024
 
@@ -148,6 +146,8 @@ def training_recipe(training: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(
             f"training.select_by is {recipe['select_by']!r}; expected one of {SELECT_BY}"
         )
+    from .readout import READOUT_LOSSES  # keras: imported where training runs
+
     if recipe["readout_loss"] not in READOUT_LOSSES:
         raise ValueError(
             f"training.readout_loss is {recipe['readout_loss']!r}; expected one of {READOUT_LOSSES}"

@@ -10,7 +10,9 @@ from szmass.network.model import build_mresunet
 from szmass.network.readout import (
     LN_FLOOR,
     ReadoutMSE,
+    ln_ratio_loss,
     loss_value,
+    readout_error,
     readout_scores,
     recalibrate_batch_norm,
 )
@@ -78,6 +80,55 @@ def test_relative_readout_is_finite_and_pulls_a_negative_centre_up():
     grad = tape.gradient(loss, pt).numpy()
     assert np.isfinite(float(loss)) and np.all(np.isfinite(grad))
     assert np.all(grad[:, 4, 4, 1] < 0)
+
+
+def test_log_readout_hand_values_and_a_smooth_hand_over():
+    ln2 = np.log(2.0)
+    r = np.array([2.0, 1.0, 0.5, 0.25, 0.0, -1.0])
+    # (ln r)^2 above 1/2; below, ln^2 2 - 4 ln 2 d + 4 (1 + ln 2) d^2 with d = r - 1/2
+    lower = [ln2**2 - 4 * ln2 * d + 4 * (1 + ln2) * d**2 for d in (-0.25, -0.5, -1.5)]
+    np.testing.assert_allclose(ln_ratio_loss(r), [ln2**2, 0.0, ln2**2, *lower], rtol=1e-12)
+    # value, slope and curvature continuous at 1/2 (central differences, h = 1e-4)
+    h = 1e-4
+    for side in (-1, 1):
+        at = 0.5 + side * 2 * h
+        slope = (ln_ratio_loss(at + h) - ln_ratio_loss(at - h)) / (2 * h)
+        curve = (ln_ratio_loss(at + h) - 2 * ln_ratio_loss(at) + ln_ratio_loss(at - h)) / h**2
+        assert slope == pytest.approx(2 * np.log(0.5) / 0.5, rel=1e-3)
+        assert curve == pytest.approx(2 * (1 - np.log(0.5)) / 0.25, rel=1e-2)
+    # the keras loss is the same function of p / t, at every mass alike
+    y, p = _pair(5)
+    y[:, 4, 4, 1], p[:, 4, 4, 1] = [2.0, 0.5, 4.0, 1.0, 3.0], [4.0, 0.5, 1.0, 0.0, -3.0]
+    expected = np.mean((p - y) ** 2) + 0.5 * ln_ratio_loss(np.array([2, 1, 0.25, 0, -1])).mean()
+    got = float(ReadoutMSE(readout_weight=0.5, readout_loss="log")(y, p))
+    assert got == pytest.approx(expected, rel=LOSS_RTOL)
+
+
+def test_log_readout_gradient_is_finite_and_points_to_the_truth():
+    y, p = _pair(6)
+    y[:, 4, 4, 1], p[:, 4, 4, 1] = 1.0, [-100.0, 0.0, 0.7, 1.5, 40.0]
+    pt = tf.Variable(p)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(ReadoutMSE(readout_weight=1.0, readout_loss="log")(y, pt))
+    grad = tape.gradient(loss, pt).numpy()[:, 4, 4, 1]
+    assert np.isfinite(float(loss)) and np.all(np.isfinite(grad))
+    assert np.all(grad[:3] < 0) and np.all(grad[3:] > 0)
+
+
+def test_eachreadout_error_has_the_bias_it_is_documented_with():
+    # the constant estimate minimising each error over lognormal truths t = exp(N(0, 0.2)):
+    # squared -> E[t] = exp(+sigma^2/2), relative -> exp(-1.5 sigma^2), log -> exp(E ln t)
+    sigma = 0.2
+    ln_t = np.random.default_rng(0).normal(0.0, sigma, 50_000)
+    t = np.exp(ln_t)
+    grid = np.exp(np.linspace(-0.2, 0.2, 801))  # ln steps of 5e-4
+    found = {}
+    for kind in ("squared", "relative", "log"):
+        cost = [np.mean(readout_error(g, t, kind, np)) for g in grid]
+        found[kind] = np.log(grid[int(np.argmin(cost))]) - ln_t.mean()
+    assert found["squared"] == pytest.approx(sigma**2 / 2, abs=2e-3)
+    assert found["relative"] == pytest.approx(-1.5 * sigma**2, abs=2e-3)
+    assert found["log"] == pytest.approx(0.0, abs=2e-3)
 
 
 def test_unknown_readout_loss_is_refused_by_name():
