@@ -86,6 +86,22 @@ def test_continuous_dry_run(workflow_copy):
     assert not any("continuous" in p for p in baseline)
 
 
+def test_a_large_continuous_set_is_several_shard_jobs(workflow_copy):
+    """``split.continuous_maps: [25000, 5000]`` with 10000 maps per job: three training shard
+    jobs and one validation job, all of which the split reads."""
+    (workflow_copy / "big.yaml").write_text(
+        "split:\n  masses: continuous\n  continuous_maps: [25000, 5000]\n"
+    )
+    proc = smk.run(workflow_copy, "-n", "--configfile", "config/cpu.yaml", "big.yaml")
+    assert proc.returncode == 0, proc.stdout
+    wildcards = re.findall(r"wildcards: set=(\w+), name=(\S+)", proc.stdout)
+    names = sorted(name for s, name in wildcards if s == "continuous")
+    assert names == ["train-000", "train-001", "train-002", "val-000"]
+    inputs = smk.job_inputs(proc.stdout)
+    split = [p for p in inputs["results/datasets/train.zarr"] if p.startswith("results/")]
+    assert split == [f"results/sims/continuous/{name}.zarr" for name in names]
+
+
 def test_redshift_distribution_dry_run(workflow_copy):
     """``cluster.redshift: {distribution: uniform, range: [0.2, 1.5]}`` passes the schema and
     the checks and plans the jobs of the fixed z of config/test.yaml, plus Figure 9 (the
