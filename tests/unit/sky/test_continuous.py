@@ -44,26 +44,32 @@ def test_masses_repeat_and_train_and_val_differ():
     assert not np.isin(other, a).any()
 
 
+def _simulate(root, out, part, n, first=0):
+    """A continuous shard of ``n`` clusters of ``part`` from ``first``, 16x16 pixels."""
+    simulate_shard(
+        spectra_path=str(root / "spectra.ecsv"),
+        out_path=str(out),
+        set_name="continuous",
+        part=part,
+        first=first,
+        seed=3,
+        sky=sky(16),
+        cluster=CLUSTER,
+        sigma_int=0.2,
+        n_clusters=n,
+        mass_range_1e14=RANGE,
+    )
+    return str(out)
+
+
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
     """A tiny continuous set: 24 training and 12 validation clusters, 16x16 pixels."""
     root = tmp_path_factory.mktemp("continuous")
-    spectra = write_spectra(root / "spectra.ecsv")
+    write_spectra(root / "spectra.ecsv")
     paths = {}
     for part, n in (("train", 24), ("val", 12)):
-        paths[part] = str(root / f"{part}.zarr")
-        simulate_shard(
-            spectra_path=str(spectra),
-            out_path=paths[part],
-            set_name="continuous",
-            part=part,
-            seed=3,
-            sky=sky(16),
-            cluster=CLUSTER,
-            sigma_int=0.2,
-            n_clusters=n,
-            mass_range_1e14=RANGE,
-        )
+        paths[part] = _simulate(root, root / f"{part}.zarr", part, n)
     return root, paths
 
 
@@ -105,25 +111,11 @@ def test_split_of_whole_continuous_shards(shards):
 def test_pieces_of_a_set_are_the_set_made_whole(shards):
     # the 24 training clusters simulated as two shard jobs of 10 and 14
     root, paths = shards
-    spectra = root / "spectra.ecsv"
     whole = open_shard(paths["train"])
-    pieces = []
-    for k, (first, n) in enumerate([(0, 10), (10, 14)]):
-        out = str(root / f"train-{k:03d}.zarr")
-        simulate_shard(
-            spectra_path=str(spectra),
-            out_path=out,
-            set_name="continuous",
-            part="train",
-            first=first,
-            seed=3,
-            sky=sky(16),
-            cluster=CLUSTER,
-            sigma_int=0.2,
-            n_clusters=n,
-            mass_range_1e14=RANGE,
-        )
-        pieces.append(open_shard(out))
+    pieces = [
+        open_shard(_simulate(root, root / f"train-{k:03d}.zarr", "train", n, first=first))
+        for k, (first, n) in enumerate([(0, 10), (10, 14)])
+    ]
     assert pieces[1].attrs["first_cluster"] == 10
     for var in ("sky", "sz", "m200c", "ln_scatter", "realization"):
         joined = np.concatenate([piece[var].values for piece in pieces])
