@@ -15,8 +15,13 @@ every epoch (``fresh_skies``, see ``fresh_skies.py``), a loss that weighs the ma
 validation (``bn_recalibration``), a linear learning-rate warm-up, a learning-rate floor that
 stops training when a plateau cut would go below it (``min_learning_rate``), a cosine decay
 instead of the plateau cuts (``schedule: cosine``), an exponential moving average of the
-weights that validation, the best weights and the model use (``ema_momentum``), and op
-determinism as an option (it costs ~20% on 2 CPU cores).
+weights that validation, the best weights and the model use (``ema_momentum``), op
+determinism as an option (it costs ~20% on 2 CPU cores), and a fine-tune phase after early
+stopping (``finetune_epochs``): the best weights copied into the same network without dropout,
+its batch-norm statistics recomputed, then ``finetune_epochs`` more epochs at their own learning
+rate (a cosine decay to ``FINETUNE_FLOOR`` of it), batch size and readout weight, on skies of
+their own, the best of them by the validation width. The two phases checkpoint separately: a
+changed fine-tune setting reruns only the fine-tune while the first phase's checkpoint is there.
 """
 
 import csv
@@ -61,7 +66,13 @@ RECIPE_DEFAULTS = {
     "schedule": "plateau",
     "ema_momentum": 0.0,
     "streaming": False,
+    "finetune_epochs": 0,
+    "finetune_learning_rate": 2.0e-4,
+    "finetune_batch_size": 32,
+    "finetune_readout_weight": 10.0,
 }
+#: The fine-tune's cosine decay ends at this fraction of its learning rate.
+FINETUNE_FLOOR = 0.05
 #: What picks the best epoch: the map-wide loss, the estimate's robust width, or that width plus
 #: the absolute mean ln ratio (a narrow epoch that reads high or low loses to an unbiased one).
 SELECT_BY = ("val_loss", "val_width", "val_width_bias")
@@ -241,7 +252,7 @@ def train_model(
     ckpt_dir = out_model.parent / f".{out_model.stem}.checkpoint"
     settings = {
         "model": model,
-        "training": training,
+        "training": {k: v for k, v in training.items() if not k.startswith("finetune_")},
         "seed": seed,
         "norm": norm,
         "n_train": n_train,
@@ -314,31 +325,37 @@ def train_model(
             threads=threads,
             z_channel=x_train[:, 0, 0, 1] if takes_z(norm) and in_memory else None,
         )
-    if streamed is not None:
-        stream = streamed_epoch_batches(
-            streamed,
-            batch_size=batch,
+
+    def make_stream(first_epoch: int, last_epoch: int, batch_size: int):
+        if streamed is not None:
+            return streamed_epoch_batches(
+                streamed,
+                batch_size=batch_size,
+                seed=seed,
+                first_epoch=first_epoch,
+                last_epoch=last_epoch,
+                fresh=fresh,
+                ln_scatter=ln_scatter,
+                sz_scale=norm["sz_scale"],
+                draw_seconds=draw_seconds,
+            )
+        if recipe["fresh_skies"]:
+            return fresh_epoch_batches(
+                fresh,
+                y_train[..., 1],
+                batch_size=batch_size,
+                seed=seed,
+                first_epoch=first_epoch,
+                last_epoch=last_epoch,
+                draw_seconds=draw_seconds,
+            )
+        return epoch_batches(
+            x_train,
+            y_train,
+            batch_size=batch_size,
             seed=seed,
-            first_epoch=first,
-            last_epoch=last,
-            fresh=fresh,
-            ln_scatter=ln_scatter,
-            sz_scale=norm["sz_scale"],
-            draw_seconds=draw_seconds,
-        )
-    elif recipe["fresh_skies"]:
-        stream = fresh_epoch_batches(
-            fresh,
-            y_train[..., 1],
-            batch_size=batch,
-            seed=seed,
-            first_epoch=first,
-            last_epoch=last,
-            draw_seconds=draw_seconds,
-        )
-    else:
-        stream = epoch_batches(
-            x_train, y_train, batch_size=batch, seed=seed, first_epoch=first, last_epoch=last
+            first_epoch=first_epoch,
+            last_epoch=last_epoch,
         )
 
     from .readout import validate_readout
@@ -355,7 +372,7 @@ def train_model(
 
     if first < last and not state["stopped_early"]:
         net.fit(
-            stream,
+            make_stream(first, last, batch),
             steps_per_epoch=-(-n_train // batch),
             initial_epoch=first,
             epochs=last,
@@ -378,16 +395,167 @@ def train_model(
     if not state["stopped_early"]:
         log.warning("training ended on the epoch cap (%d), not on early stopping", max_epochs)
     net.load_weights(ckpt_dir / state["best_file"])
+    history, final = state["history"], {}
+    ft_dir = out_model.parent / f".{out_model.stem}.finetune.checkpoint"
+    if recipe["finetune_epochs"] > 0:
+        budget = (
+            None
+            if max_epochs_this_call is None
+            else max_epochs_this_call - (state["epochs_done"] - first)
+        )
+        net, ft_state = _finetune(
+            net,
+            recipe=recipe,
+            model=model,
+            ckpt_dir=ft_dir,
+            fp=fingerprint(
+                {
+                    "pretrain": fp,
+                    "epochs": state["epochs_done"],
+                    **{k: v for k, v in training.items() if k.startswith("finetune_")},
+                }
+            ),
+            first_epoch=state["epochs_done"],
+            budget=budget,
+            make_stream=make_stream,
+            validate=validate,
+            x_recal=x_recal,
+            n_train=n_train,
+            draw_seconds=draw_seconds,
+        )
+        if not ft_state["finished"]:
+            return state
+        history = history + ft_state["history"]
+        final.update(
+            pretrain_best_epoch=state["best_epoch"],
+            best_epoch=ft_state["best_epoch"],
+            best_val_loss=ft_state["best_val_loss"],
+            finetune_epochs=recipe["finetune_epochs"],
+        )
     _write_outputs(
         net,
-        state,
+        {**state, **final, "history": history},
         norm,
         out_model=out_model,
         out_history=Path(out_history),
         out_normalization=Path(out_normalization),
     )
     shutil.rmtree(ckpt_dir)
-    return state
+    shutil.rmtree(ft_dir, ignore_errors=True)
+    return {**state, **final}
+
+
+def finetune_recipe(recipe: dict[str, Any], first_epoch: int) -> dict[str, Any]:
+    """The fine-tune phase's recipe: epochs ``first_epoch`` .. ``first_epoch +
+    finetune_epochs`` (numbered on from the first phase, so their fresh skies are their own),
+    a cosine decay from ``finetune_learning_rate`` to ``FINETUNE_FLOOR`` of it, the best epoch
+    by the validation width, no early stopping."""
+    n, lr = recipe["finetune_epochs"], recipe["finetune_learning_rate"]
+    return {
+        **recipe,
+        "learning_rate": lr,
+        "min_learning_rate": FINETUNE_FLOOR * lr,
+        "batch_size": recipe["finetune_batch_size"],
+        "readout_weight": recipe["finetune_readout_weight"],
+        "schedule": "cosine",
+        "warmup_epochs": first_epoch,  # the cosine starts at the fine-tune's first epoch
+        "max_epochs": first_epoch + n,
+        "select_by": "val_width",
+        "lr_patience": n + 1,
+        "stop_patience": n + 1,
+    }
+
+
+def _finetune(
+    pretrained,
+    *,
+    recipe,
+    model,
+    ckpt_dir: Path,
+    fp: str,
+    first_epoch: int,
+    budget: int | None,
+    make_stream,
+    validate,
+    x_recal,
+    n_train: int,
+    draw_seconds,
+):
+    """The fine-tune phase (see the module's docstring); returns the network with its best
+    weights and the phase's state (``finished`` False when ``budget`` epochs ran out first)."""
+    import keras
+
+    from .model import build_mresunet
+    from .readout import ReadoutMSE, recalibrate_batch_norm
+
+    ft = finetune_recipe(recipe, first_epoch)
+    state: dict[str, Any] = {
+        "fingerprint": fp,
+        "epochs_done": first_epoch,
+        "best_score": float("inf"),
+        "best_val_loss": float("inf"),
+        "best_epoch": 0,
+        "wait_lr": 0,
+        "wait_stop": 0,
+        "stopped_early": False,
+        "history": [],
+    }
+    saved = ckpt_dir / "state.json"
+    if saved.exists() and json.loads(saved.read_text()).get("fingerprint") == fp:
+        state = json.loads(saved.read_text())
+        net = keras.saving.load_model(
+            ckpt_dir / state["last_file"],
+            custom_objects={keras.saving.get_registered_name(ReadoutMSE): ReadoutMSE},
+        )
+        log.info("resuming the fine-tune from its checkpoint after epoch %d", state["epochs_done"])
+    else:
+        if ckpt_dir.exists():
+            shutil.rmtree(ckpt_dir)
+        ckpt_dir.mkdir(parents=True)
+        net = build_mresunet(
+            input_size=pretrained.input_shape[1],
+            input_channels=pretrained.input_shape[-1],
+            **{**model, "dropout": 0.0},
+        )
+        for layer in net.layers:  # the same layers by name, less the dropout ones
+            if layer.weights:
+                layer.set_weights(pretrained.get_layer(layer.name).get_weights())
+        recalibrate_batch_norm(net, x_recal)
+        _compile(net, ft)
+        log.info(
+            "fine-tune: %d epochs without dropout, learning rate %.3g (cosine), batch %d, "
+            "readout weight %g",
+            recipe["finetune_epochs"],
+            ft["learning_rate"],
+            ft["batch_size"],
+            ft["readout_weight"],
+        )
+    last = (
+        ft["max_epochs"] if budget is None else min(ft["max_epochs"], state["epochs_done"] + budget)
+    )
+    if state["epochs_done"] < last:
+        net.fit(
+            make_stream(state["epochs_done"], last, ft["batch_size"]),
+            steps_per_epoch=-(-n_train // ft["batch_size"]),
+            initial_epoch=state["epochs_done"],
+            epochs=last,
+            callbacks=[
+                make_callback(
+                    ckpt_dir=ckpt_dir,
+                    state=state,
+                    training=ft,
+                    n_train=n_train,
+                    validate=validate,
+                    draw_seconds=draw_seconds,
+                )
+            ],
+            shuffle=False,
+            verbose=0,
+        )
+    state["finished"] = state["epochs_done"] >= ft["max_epochs"]
+    if state["finished"]:
+        net.load_weights(ckpt_dir / state["best_file"])
+    return net, state
 
 
 def _write_outputs(
@@ -406,6 +574,8 @@ def _write_outputs(
         "best_epoch": state["best_epoch"],
         "best_val_loss": state["best_val_loss"],
         "stopped_early": state["stopped_early"],
+        # with a fine-tune phase: the first phase's best epoch and the fine-tune's length
+        **{k: state[k] for k in ("pretrain_best_epoch", "finetune_epochs") if k in state},
     }
     tmp = out_normalization.with_name(f".{out_normalization.name}.tmp")
     tmp.write_text(json.dumps(summary, indent=2) + "\n")

@@ -49,11 +49,18 @@ def _fit_failed(claim: str, paper: str, fit: Mapping) -> dict:
 def training_claims(summary: dict, **_: object) -> list[dict]:
     """Training ends on the early-stopping rule, not on the epoch cap."""
     tr = summary["training"]
+    ours = f"{tr['stopped_by']} after {tr['epochs_run']} epochs, best epoch {tr['best_epoch']}"
+    if tr.get("finetune_epochs"):
+        ours = (
+            f"{tr['stopped_by']} after {tr['epochs_run'] - tr['finetune_epochs']} epochs (best "
+            f"{tr['pretrain_best_epoch']}), then {tr['finetune_epochs']} fine-tune epochs; "
+            f"best epoch {tr['best_epoch']}"
+        )
     return [
         _claim(
             "training ends on the early-stopping rule",
             "best weights after early stopping (patience 15)",
-            f"{tr['stopped_by']} after {tr['epochs_run']} epochs, best epoch {tr['best_epoch']}",
+            ours,
             tr["stopped_by"] == "early stopping",
             ""
             if tr["stopped_by"] == "early stopping"

@@ -133,13 +133,17 @@ def training_outcome(model_summary_path: str, history_path: str, max_epochs: int
     info = json.loads(Path(model_summary_path).read_text())
     with open(history_path) as fh:
         history = list(csv.DictReader(fh))
-    return {
+    out = {
         "epochs_run": len(history),
         "best_epoch": info.get("best_epoch"),
         "best_val_loss": info.get("best_val_loss"),
         "stopped_by": "early stopping" if info.get("stopped_early") else "epoch cap",
         "max_epochs": max_epochs,
     }
+    if info.get("finetune_epochs"):  # the first phase's end, then a fixed-length fine-tune
+        out["finetune_epochs"] = info["finetune_epochs"]
+        out["pretrain_best_epoch"] = info.get("pretrain_best_epoch")
+    return out
 
 
 def summarize(

@@ -677,3 +677,97 @@ def test_fresh_skies_need_the_spectra(prepared8, tmp_path):
 def test_unknown_selection_is_refused(prepared8, tmp_path):
     with pytest.raises(ValueError, match="select_by.*val_loss"):
         _train(prepared8, tmp_path / "out", training={**TRAINING, "select_by": "loss"})
+
+
+# --- the fine-tune phase after early stopping -------------------------------------------------
+
+FINETUNE = {
+    **FRESH,
+    "finetune_epochs": 2,
+    "finetune_learning_rate": 4e-4,
+    "finetune_batch_size": 8,
+    "finetune_readout_weight": 5.0,
+}
+FT_CHECKPOINT = ".mresunet.finetune.checkpoint"
+
+
+def _train_fresh_logged(data, out, spectra, **kwargs):
+    logger = logging.getLogger("szmass.train")
+    records, level = _Records(), logger.level
+    logger.addHandler(records)
+    logger.setLevel(logging.INFO)
+    try:
+        state = _train_fresh(data, out, spectra, **kwargs)
+    finally:
+        logger.removeHandler(records)
+        logger.setLevel(level)
+    return state, records.messages
+
+
+@pytest.fixture(scope="module")
+def finetune_runs(prepared8, tmp_path_factory):
+    """A fine-tuned run straight through; the same run stopped after the first phase's 2
+    epochs and 1 fine-tune epoch, then finished; and one whose fine-tune setting changed
+    after that stop."""
+    root = tmp_path_factory.mktemp("finetune")
+    spectra = write_spectra(root / "spectra.ecsv")
+    out = {"root": root}
+    out["full_state"], out["full_log"] = _train_fresh_logged(
+        prepared8, root / "full", spectra, training=FINETUNE
+    )
+    _, out["stop_log"] = _train_fresh_logged(
+        prepared8, root / "resumed", spectra, training=FINETUNE, cap=3
+    )
+    out["stopped_files"] = sorted(p.name for p in (root / "resumed").iterdir())
+    shutil.copytree(root / "resumed", root / "changed")
+    _, out["resume_log"] = _train_fresh_logged(
+        prepared8, root / "resumed", spectra, training=FINETUNE
+    )
+    changed = {**FINETUNE, "finetune_learning_rate": 1e-4}
+    _, out["changed_log"] = _train_fresh_logged(
+        prepared8, root / "changed", spectra, training=changed, cap=0
+    )
+    return out
+
+
+def test_finetune_outputs(finetune_runs, prepared8):
+    out = finetune_runs["root"] / "full"
+    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUTS)  # both checkpoints gone
+    history = _history(out)
+    assert [int(r["epoch"]) for r in history] == [1, 2, 3, 4]
+    summary = json.loads((out / "normalization.json").read_text())
+    widths = [float(r["val_width"]) for r in history]
+    # the model is the fine-tune's narrowest epoch; the first phase's best is kept beside it
+    assert summary["best_epoch"] == 3 + int(np.argmin(widths[2:]))
+    assert summary["pretrain_best_epoch"] == 1 + int(np.argmin(widths[:2]))
+    assert summary["finetune_epochs"] == 2
+    # the fine-tune's rate: half a cosine from its own rate, to 5% of it after its last epoch
+    lr, floor = FINETUNE["finetune_learning_rate"], 0.05 * FINETUNE["finetune_learning_rate"]
+    expected = [floor + (lr - floor) * 0.5 * (1 + math.cos(math.pi * k / 2)) for k in (0, 1)]
+    assert [float(r["learning_rate"]) for r in history[2:]] == pytest.approx(expected, rel=1e-6)
+    assert any("fine-tune: 2 epochs without dropout" in m for m in finetune_runs["full_log"])
+    # the kept network has no dropout, the same weights' layout, and loads with plain Keras
+    net = keras.saving.load_model(out / "mresunet.keras")
+    assert not [layer for layer in net.layers if isinstance(layer, keras.layers.Dropout)]
+    x_val, _ = load_set(prepared8 / "val.zarr", input_size=8)
+    assert net.predict(x_val, verbose=0).shape == (12, 8, 8, 2)
+
+
+def test_finetune_resumes_and_equals_uninterrupted(finetune_runs):
+    root = finetune_runs["root"]
+    assert finetune_runs["stopped_files"] == sorted([CHECKPOINT, FT_CHECKPOINT])  # no model
+    log = finetune_runs["resume_log"]
+    assert "resuming from the checkpoint after epoch 2" in log
+    assert "resuming the fine-tune from its checkpoint after epoch 3" in log
+    assert _losses(_history(root / "resumed")) == _losses(_history(root / "full"))
+    a = keras.saving.load_model(root / "full" / "mresunet.keras")
+    b = keras.saving.load_model(root / "resumed" / "mresunet.keras")
+    for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_array_equal(wa, wb)
+
+
+def test_a_changed_finetune_setting_keeps_the_first_phase(finetune_runs):
+    log = finetune_runs["changed_log"]
+    assert "resuming from the checkpoint after epoch 2" in log  # the first phase is kept
+    assert not any("resuming the fine-tune" in m for m in log)  # the fine-tune starts afresh
+    assert any("fine-tune: 2 epochs without dropout, learning rate 0.0001" in m for m in log)
