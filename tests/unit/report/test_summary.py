@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from szmass.report import claims
 from szmass.report import summary as sm
 
 TRAINED = (1.0, 2.0, 4.0, 8.0)
@@ -250,3 +251,26 @@ def test_filter_targets_say_where_the_network_is_wider(run):
     assert claim["verdict"] == "agrees" and claim["ours"] == "never above"
     sigma = _claim(summary, "network vs matched filter, no scatter: fitted sigma")
     assert sigma["verdict"] == "agrees"
+
+
+def test_a_fine_tune_is_told_apart_from_the_first_phase(tmp_path):
+    """With a fine-tune phase the claim names the first phase's end and the fine-tune."""
+    (tmp_path / "model.json").write_text(
+        json.dumps(
+            {
+                "best_epoch": 27,
+                "stopped_early": True,
+                "pretrain_best_epoch": 18,
+                "finetune_epochs": 4,
+            }
+        )
+    )
+    rows = "".join(f"{k},0.1\n" for k in range(1, 28))
+    (tmp_path / "history.csv").write_text("epoch,loss\n" + rows)
+    outcome = sm.training_outcome(str(tmp_path / "model.json"), str(tmp_path / "history.csv"), 40)
+    assert outcome["epochs_run"] == 27 and outcome["finetune_epochs"] == 4
+    claim = claims.training_claims({"training": outcome})[0]
+    assert claim["verdict"] == "agrees"
+    assert claim["ours"] == (
+        "early stopping after 23 epochs (best 18), then 4 fine-tune epochs; best epoch 27"
+    )
