@@ -20,8 +20,9 @@ determinism as an option (it costs ~20% on 2 CPU cores), and a fine-tune phase a
 stopping (``finetune_epochs``): the best weights copied into the same network without dropout,
 its batch-norm statistics recomputed, then ``finetune_epochs`` more epochs at their own learning
 rate (a cosine decay to ``FINETUNE_FLOOR`` of it), batch size and readout weight, on skies of
-their own, the best of them by the validation width. The two phases checkpoint separately: a
-changed fine-tune setting reruns only the fine-tune while the first phase's checkpoint is there.
+their own, the best of them by the validation width. The two phases checkpoint separately, and
+the finished first phase's checkpoint is kept beside the outputs: a changed fine-tune setting
+reruns only the fine-tune.
 """
 
 import csv
@@ -440,8 +441,11 @@ def train_model(
         out_history=Path(out_history),
         out_normalization=Path(out_normalization),
     )
-    shutil.rmtree(ckpt_dir)
     shutil.rmtree(ft_dir, ignore_errors=True)
+    if recipe["finetune_epochs"] == 0:
+        shutil.rmtree(ckpt_dir)
+    else:  # the finished first phase stays: a changed fine-tune setting reruns only the fine-tune
+        log.info("the first phase's checkpoint is kept in %s", ckpt_dir)
     return {**state, **final}
 
 

@@ -707,13 +707,18 @@ def _train_fresh_logged(data, out, spectra, **kwargs):
 @pytest.fixture(scope="module")
 def finetune_runs(prepared8, tmp_path_factory):
     """A fine-tuned run straight through; the same run stopped after the first phase's 2
-    epochs and 1 fine-tune epoch, then finished; and one whose fine-tune setting changed
-    after that stop."""
+    epochs and 1 fine-tune epoch, then finished; one whose fine-tune setting changed after
+    that stop; and the finished run rerun with a changed fine-tune setting."""
     root = tmp_path_factory.mktemp("finetune")
     spectra = write_spectra(root / "spectra.ecsv")
     out = {"root": root}
     out["full_state"], out["full_log"] = _train_fresh_logged(
         prepared8, root / "full", spectra, training=FINETUNE
+    )
+    out["full_files"] = sorted(p.name for p in (root / "full").iterdir())
+    shutil.copytree(root / "full", root / "refit")
+    _, out["refit_log"] = _train_fresh_logged(
+        prepared8, root / "refit", spectra, training={**FINETUNE, "finetune_batch_size": 4}
     )
     _, out["stop_log"] = _train_fresh_logged(
         prepared8, root / "resumed", spectra, training=FINETUNE, cap=3
@@ -732,7 +737,8 @@ def finetune_runs(prepared8, tmp_path_factory):
 
 def test_finetune_outputs(finetune_runs, prepared8):
     out = finetune_runs["root"] / "full"
-    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUTS)  # both checkpoints gone
+    # the outputs, and the finished first phase's checkpoint (the fine-tune's is gone)
+    assert finetune_runs["full_files"] == sorted([*OUTPUTS, CHECKPOINT])
     history = _history(out)
     assert [int(r["epoch"]) for r in history] == [1, 2, 3, 4]
     summary = json.loads((out / "normalization.json").read_text())
@@ -771,3 +777,17 @@ def test_a_changed_finetune_setting_keeps_the_first_phase(finetune_runs):
     assert "resuming from the checkpoint after epoch 2" in log  # the first phase is kept
     assert not any("resuming the fine-tune" in m for m in log)  # the fine-tune starts afresh
     assert any("fine-tune: 2 epochs without dropout, learning rate 0.0001" in m for m in log)
+
+
+def test_a_finished_run_with_a_changed_finetune_setting_reruns_only_the_fine_tune(
+    finetune_runs,
+):
+    root = finetune_runs["root"]
+    log = finetune_runs["refit_log"]
+    assert "resuming from the checkpoint after epoch 2" in log
+    assert not any(re.match(r"epoch [12]/", m) for m in log)  # no first-phase epoch again
+    assert any("fine-tune: 2 epochs without dropout" in m and "batch 4" in m for m in log)
+    refit, full = _history(root / "refit"), _history(root / "full")
+    assert [int(r["epoch"]) for r in refit] == [1, 2, 3, 4]
+    assert _losses(refit[:2]) == _losses(full[:2])  # the first phase's rows, as they were
+    assert _losses(refit[2:]) != _losses(full[2:])  # a new fine-tune
