@@ -71,6 +71,8 @@ RECIPE_DEFAULTS = {
     "finetune_learning_rate": 2.0e-4,
     "finetune_batch_size": 32,
     "finetune_readout_weight": 10.0,
+    "finetune_readout_loss": "squared",
+    "finetune_stop_patience": 0,
 }
 #: The fine-tune's cosine decay ends at this fraction of its learning rate.
 FINETUNE_FLOOR = 0.05
@@ -160,9 +162,13 @@ def training_recipe(training: dict[str, Any]) -> dict[str, Any]:
         )
     from .readout import READOUT_LOSSES  # keras: imported where training runs
 
-    if recipe["readout_loss"] not in READOUT_LOSSES:
+    for key in ("readout_loss", "finetune_readout_loss"):
+        if recipe[key] not in READOUT_LOSSES:
+            raise ValueError(f"training.{key} is {recipe[key]!r}; expected one of {READOUT_LOSSES}")
+    if recipe["finetune_stop_patience"] < 0:
         raise ValueError(
-            f"training.readout_loss is {recipe['readout_loss']!r}; expected one of {READOUT_LOSSES}"
+            f"training.finetune_stop_patience is {recipe['finetune_stop_patience']!r}; "
+            "expected 0 (off) or a number of epochs"
         )
     if recipe["schedule"] not in SCHEDULES:
         raise ValueError(
@@ -431,7 +437,8 @@ def train_model(
             pretrain_best_epoch=state["best_epoch"],
             best_epoch=ft_state["best_epoch"],
             best_val_loss=ft_state["best_val_loss"],
-            finetune_epochs=recipe["finetune_epochs"],
+            finetune_epochs=ft_state["epochs_done"] - state["epochs_done"],  # as run
+            finetune_stopped_early=ft_state["stopped_early"],
         )
     _write_outputs(
         net,
@@ -453,20 +460,23 @@ def finetune_recipe(recipe: dict[str, Any], first_epoch: int) -> dict[str, Any]:
     """The fine-tune phase's recipe: epochs ``first_epoch`` .. ``first_epoch +
     finetune_epochs`` (numbered on from the first phase, so their fresh skies are their own),
     a cosine decay from ``finetune_learning_rate`` to ``FINETUNE_FLOOR`` of it, the best epoch
-    by the validation width, no early stopping."""
+    by the validation width, stopped after ``finetune_stop_patience`` epochs without a narrower
+    one (0: never; ``finetune_epochs`` is then the phase's length)."""
     n, lr = recipe["finetune_epochs"], recipe["finetune_learning_rate"]
+    patience = recipe["finetune_stop_patience"] or n + 1
     return {
         **recipe,
         "learning_rate": lr,
         "min_learning_rate": FINETUNE_FLOOR * lr,
         "batch_size": recipe["finetune_batch_size"],
         "readout_weight": recipe["finetune_readout_weight"],
+        "readout_loss": recipe["finetune_readout_loss"],
         "schedule": "cosine",
         "warmup_epochs": first_epoch,  # the cosine starts at the fine-tune's first epoch
         "max_epochs": first_epoch + n,
         "select_by": "val_width",
         "lr_patience": n + 1,
-        "stop_patience": n + 1,
+        "stop_patience": patience,
     }
 
 
@@ -527,17 +537,21 @@ def _finetune(
         recalibrate_batch_norm(net, x_recal)
         _compile(net, ft)
         log.info(
-            "fine-tune: %d epochs without dropout, learning rate %.3g (cosine), batch %d, "
-            "readout weight %g",
+            "fine-tune: at most %d epochs without dropout, learning rate %.3g (cosine), batch "
+            "%d, readout weight %g (%s)%s",
             recipe["finetune_epochs"],
             ft["learning_rate"],
             ft["batch_size"],
             ft["readout_weight"],
+            ft["readout_loss"],
+            f", stopped after {ft['stop_patience']} epochs without a narrower estimate"
+            if recipe["finetune_stop_patience"]
+            else "",
         )
     last = (
         ft["max_epochs"] if budget is None else min(ft["max_epochs"], state["epochs_done"] + budget)
     )
-    if state["epochs_done"] < last:
+    if state["epochs_done"] < last and not state["stopped_early"]:
         net.fit(
             make_stream(state["epochs_done"], last, ft["batch_size"]),
             steps_per_epoch=-(-n_train // ft["batch_size"]),
@@ -556,7 +570,7 @@ def _finetune(
             shuffle=False,
             verbose=0,
         )
-    state["finished"] = state["epochs_done"] >= ft["max_epochs"]
+    state["finished"] = state["stopped_early"] or state["epochs_done"] >= ft["max_epochs"]
     if state["finished"]:
         net.load_weights(ckpt_dir / state["best_file"])
     return net, state
@@ -578,8 +592,13 @@ def _write_outputs(
         "best_epoch": state["best_epoch"],
         "best_val_loss": state["best_val_loss"],
         "stopped_early": state["stopped_early"],
-        # with a fine-tune phase: the first phase's best epoch and the fine-tune's length
-        **{k: state[k] for k in ("pretrain_best_epoch", "finetune_epochs") if k in state},
+        # with a fine-tune phase: the first phase's best epoch, the fine-tune's length as run
+        # and whether its own early stopping ended it
+        **{
+            k: state[k]
+            for k in ("pretrain_best_epoch", "finetune_epochs", "finetune_stopped_early")
+            if k in state
+        },
     }
     tmp = out_normalization.with_name(f".{out_normalization.name}.tmp")
     tmp.write_text(json.dumps(summary, indent=2) + "\n")

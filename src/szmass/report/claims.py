@@ -53,8 +53,9 @@ def training_claims(summary: dict, **_: object) -> list[dict]:
     if tr.get("finetune_epochs"):
         ours = (
             f"{tr['stopped_by']} after {tr['epochs_run'] - tr['finetune_epochs']} epochs (best "
-            f"{tr['pretrain_best_epoch']}), then {tr['finetune_epochs']} fine-tune epochs; "
-            f"best epoch {tr['best_epoch']}"
+            f"{tr['pretrain_best_epoch']}), then {tr['finetune_epochs']} fine-tune epochs "
+            f"(ended by {tr.get('finetune_stopped_by', 'its epoch count')}); best epoch "
+            f"{tr['best_epoch']}"
         )
     return [
         _claim(

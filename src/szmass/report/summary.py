@@ -140,9 +140,12 @@ def training_outcome(model_summary_path: str, history_path: str, max_epochs: int
         "stopped_by": "early stopping" if info.get("stopped_early") else "epoch cap",
         "max_epochs": max_epochs,
     }
-    if info.get("finetune_epochs"):  # the first phase's end, then a fixed-length fine-tune
+    if info.get("finetune_epochs"):  # the first phase's end, then the fine-tune's
         out["finetune_epochs"] = info["finetune_epochs"]
         out["pretrain_best_epoch"] = info.get("pretrain_best_epoch")
+        out["finetune_stopped_by"] = (
+            "early stopping" if info.get("finetune_stopped_early") else "its epoch count"
+        )
     return out
 
 

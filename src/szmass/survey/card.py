@@ -100,6 +100,7 @@ def model_card(
         "training_digest": config_digest({"model": model, "training": training}),
         "best_epoch": normalization.get("best_epoch"),
         "stopped_early": normalization.get("stopped_early"),
+        "finetune_stopped_early": normalization.get("finetune_stopped_early"),
         "evaluation": _headline(summary or {}),
     }
 

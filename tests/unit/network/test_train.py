@@ -689,6 +689,16 @@ FINETUNE = {
     "finetune_readout_weight": 5.0,
 }
 FT_CHECKPOINT = ".mresunet.finetune.checkpoint"
+#: A fine-tune of at most 8 epochs on the log readout, stopped after 1 without a narrower one;
+#: its learning rate is too small to move a float32 weight, so no epoch is narrower than its
+#: first (batch norm is recomputed on the same inputs before each validation).
+STOPPING = {
+    **FINETUNE,
+    "finetune_epochs": 8,
+    "finetune_learning_rate": 1e-14,
+    "finetune_stop_patience": 1,
+    "finetune_readout_loss": "log",
+}
 
 
 def _train_fresh_logged(data, out, spectra, **kwargs):
@@ -719,6 +729,10 @@ def finetune_runs(prepared8, tmp_path_factory):
     shutil.copytree(root / "full", root / "refit")
     _, out["refit_log"] = _train_fresh_logged(
         prepared8, root / "refit", spectra, training={**FINETUNE, "finetune_batch_size": 4}
+    )
+    shutil.copytree(root / "full", root / "stopping")
+    _, out["stopping_log"] = _train_fresh_logged(
+        prepared8, root / "stopping", spectra, training=STOPPING
     )
     _, out["stop_log"] = _train_fresh_logged(
         prepared8, root / "resumed", spectra, training=FINETUNE, cap=3
@@ -751,7 +765,9 @@ def test_finetune_outputs(finetune_runs, prepared8):
     lr, floor = FINETUNE["finetune_learning_rate"], 0.05 * FINETUNE["finetune_learning_rate"]
     expected = [floor + (lr - floor) * 0.5 * (1 + math.cos(math.pi * k / 2)) for k in (0, 1)]
     assert [float(r["learning_rate"]) for r in history[2:]] == pytest.approx(expected, rel=1e-6)
-    assert any("fine-tune: 2 epochs without dropout" in m for m in finetune_runs["full_log"])
+    assert any(
+        "fine-tune: at most 2 epochs without dropout" in m for m in finetune_runs["full_log"]
+    )
     # the kept network has no dropout, the same weights' layout, and loads with plain Keras
     net = keras.saving.load_model(out / "mresunet.keras")
     assert not [layer for layer in net.layers if isinstance(layer, keras.layers.Dropout)]
@@ -776,7 +792,9 @@ def test_a_changed_finetune_setting_keeps_the_first_phase(finetune_runs):
     log = finetune_runs["changed_log"]
     assert "resuming from the checkpoint after epoch 2" in log  # the first phase is kept
     assert not any("resuming the fine-tune" in m for m in log)  # the fine-tune starts afresh
-    assert any("fine-tune: 2 epochs without dropout, learning rate 0.0001" in m for m in log)
+    assert any(
+        "fine-tune: at most 2 epochs without dropout, learning rate 0.0001" in m for m in log
+    )
 
 
 def test_a_finished_run_with_a_changed_finetune_setting_reruns_only_the_fine_tune(
@@ -786,8 +804,40 @@ def test_a_finished_run_with_a_changed_finetune_setting_reruns_only_the_fine_tun
     log = finetune_runs["refit_log"]
     assert "resuming from the checkpoint after epoch 2" in log
     assert not any(re.match(r"epoch [12]/", m) for m in log)  # no first-phase epoch again
-    assert any("fine-tune: 2 epochs without dropout" in m and "batch 4" in m for m in log)
+    assert any("fine-tune: at most 2 epochs without dropout" in m and "batch 4" in m for m in log)
     refit, full = _history(root / "refit"), _history(root / "full")
     assert [int(r["epoch"]) for r in refit] == [1, 2, 3, 4]
     assert _losses(refit[:2]) == _losses(full[:2])  # the first phase's rows, as they were
     assert _losses(refit[2:]) != _losses(full[2:])  # a new fine-tune
+
+
+def test_the_fine_tune_stops_after_its_patience(finetune_runs):
+    """finetune_stop_patience 1: the fine-tune ends on the first epoch without a narrower
+    validation estimate (its second: see STOPPING), not on its 8-epoch cap; the outputs say so
+    and count what ran."""
+    root = finetune_runs["root"] / "stopping"
+    log = finetune_runs["stopping_log"]
+    assert not any(re.match(r"epoch [12]/", m) for m in log)  # the first phase is reused
+    assert any(
+        "at most 8 epochs" in m and "(log)" in m and "stopped after 1 epochs" in m for m in log
+    )
+    history = _history(root)
+    widths = [float(r["val_width"]) for r in history[2:]]  # the fine-tune's epochs, 3..
+    summary = json.loads((root / "normalization.json").read_text())
+    assert len(widths) == 2 and widths[1] >= widths[0]
+    assert summary["finetune_stopped_early"] is True and summary["finetune_epochs"] == 2
+    assert summary["best_epoch"] == 3  # the fine-tune's first epoch
+    assert sorted(p.name for p in root.iterdir()) == sorted([*OUTPUTS, CHECKPOINT])
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "match"),
+    [
+        ("finetune_readout_loss", "ln", "finetune_readout_loss is 'ln'; expected one of"),
+        ("finetune_stop_patience", -1, "finetune_stop_patience is -1; expected 0"),
+    ],
+)
+def test_bad_fine_tune_settings_are_refused(prepared8, tmp_path, key, value, match):
+    with pytest.raises(ValueError, match=match):
+        _train(prepared8, tmp_path / "out", training={**FINETUNE, key: value})
+    assert not (tmp_path / "out").exists()

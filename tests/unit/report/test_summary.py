@@ -272,5 +272,31 @@ def test_a_fine_tune_is_told_apart_from_the_first_phase(tmp_path):
     claim = claims.training_claims({"training": outcome})[0]
     assert claim["verdict"] == "agrees"
     assert claim["ours"] == (
-        "early stopping after 23 epochs (best 18), then 4 fine-tune epochs; best epoch 27"
+        "early stopping after 23 epochs (best 18), then 4 fine-tune epochs (ended by its epoch "
+        "count); best epoch 27"
+    )
+
+
+def test_a_fine_tune_that_stopped_early_says_so(tmp_path):
+    """A first phase that ended on its cap still fails the claim when the fine-tune after it
+    ended on its own early stopping: the claim names both ends."""
+    (tmp_path / "model.json").write_text(
+        json.dumps(
+            {
+                "best_epoch": 44,
+                "stopped_early": False,
+                "pretrain_best_epoch": 40,
+                "finetune_epochs": 6,
+                "finetune_stopped_early": True,
+            }
+        )
+    )
+    rows = "".join(f"{k},0.1\n" for k in range(1, 47))
+    (tmp_path / "history.csv").write_text("epoch,loss\n" + rows)
+    outcome = sm.training_outcome(str(tmp_path / "model.json"), str(tmp_path / "history.csv"), 40)
+    claim = claims.training_claims({"training": outcome})[0]
+    assert claim["verdict"] == "differs"
+    assert claim["ours"] == (
+        "epoch cap after 40 epochs (best 40), then 6 fine-tune epochs (ended by early "
+        "stopping); best epoch 44"
     )
