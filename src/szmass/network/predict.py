@@ -298,7 +298,9 @@ def predict_set(
         calibration_path: the network's calibration (``calibrate_network``); its estimate
             goes into the column ``m200c_cal`` beside the raw ``m200c_est``.
         out_maps: optional ``.npz`` with, per distinct true mass, the mean true and predicted
-            SZ maps [uK] and the mean predicted mass map (the profile figure, SPEC §4).
+            SZ maps [uK], the standard error of their difference per pixel [uK] (``sz_sem``:
+            how far from zero noise alone puts the mean residual) and the mean predicted mass
+            map (the profile figure, SPEC §4).
     Returns:
         The predictions table (columns ``PREDICTION_COLUMNS``, masses in Msun).
     """
@@ -326,7 +328,7 @@ def predict_set(
         p["cosmo"] = shard_cosmology(ds)
         prepared.append((path, p))
     progress = Progress(sum(len(p["m200c"]) for _, p in prepared), "predicted maps", log)
-    rows, mean_maps = [], {"m200c": [], "sz_true": [], "sz_pred": [], "mass_pred": []}
+    rows, mean_maps = [], {"m200c": [], "sz_true": [], "sz_pred": [], "mass_pred": [], "sz_sem": []}
     shapes_at: dict[tuple, np.ndarray] = {}  # template shapes, computed once per redshift
     for path, p in prepared:
         out = _predict(net, p["inputs"], progress)
@@ -357,6 +359,9 @@ def predict_set(
             mean_maps["sz_true"].append(p["labels"][pick, ..., 0].mean(0) * model_norm["sz_scale"])
             mean_maps["sz_pred"].append(out[pick, ..., 0].mean(0) * model_norm["sz_scale"])
             mean_maps["mass_pred"].append(out[pick, ..., 1].mean(0) * model_norm["m_norm_msun"])
+            resid = out[pick, ..., 0] - p["labels"][pick, ..., 0]  # per map, over the same maps
+            sem = resid.std(0, ddof=1) / np.sqrt(pick.sum())
+            mean_maps["sz_sem"].append(sem * model_norm["sz_scale"])
     extra = ["m200c_cal", "m200c_tpl", *INTERVAL_COLUMNS, "m200c_belt", "pit"]
     table = pd.concat(rows, ignore_index=True)[[*PREDICTION_COLUMNS, *extra]]
     _log_z_outside(table["z"].to_numpy(), model_norm)

@@ -88,6 +88,15 @@ def test_estimate_is_the_central_pixel_times_m_norm(model16, shards16, tmp_path)
     out = net.predict(inputs, verbose=0)
     expected = out[:, NPIX // 2, NPIX // 2, 1] * norm["m_norm_msun"]
     np.testing.assert_allclose(table["m200c_est"], expected, rtol=1e-5)
+    # the mean SZ residual's standard error per pixel: the residuals' std over the maps / sqrt(n)
+    labels = prepare(open_shard(shards16[0]), norm, realizations=slice(*TEST))["labels"]
+    resid = (out[..., 0] - labels[..., 0]) * norm["sz_scale"]
+    with np.load(tmp_path / "mean_maps.npz") as maps:
+        sem = resid.std(0, ddof=1) / np.sqrt(len(resid))
+        np.testing.assert_allclose(maps["sz_sem"][0], sem, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(
+            maps["sz_pred"][0] - maps["sz_true"][0], resid.mean(0), rtol=1e-4, atol=1e-4
+        )
 
 
 def test_normalization_mismatch_names_both_values(model16, shards16, tmp_path):

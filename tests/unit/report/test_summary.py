@@ -300,3 +300,26 @@ def test_a_fine_tune_that_stopped_early_says_so(tmp_path):
         "epoch cap after 40 epochs (best 40), then 6 fine-tune epochs (ended by early "
         "stopping); best epoch 44"
     )
+
+
+def test_sz_residual_and_its_standard_error(tmp_path):
+    """The residual ratio is max |mean pred - mean true| / max |mean true|; its standard error
+    is read at the pixel of that maximum; maps written without it give none."""
+    true = np.zeros((2, 5, 5))
+    true[:, 2, 2] = [-40.0, -80.0]
+    pred = true.copy()
+    pred[0, 1, 3] = 4.0  # 0.1 of the 2e14 peak
+    pred[1, 2, 2] = -78.0  # 0.025 of the 4e14 peak
+    sem = np.full((2, 5, 5), 0.5)
+    sem[0, 1, 3] = 0.2
+    np.savez(tmp_path / "a.npz", m200c=[2e14, 4e14], sz_true=true, sz_pred=pred, sz_sem=sem)
+    np.savez(tmp_path / "old.npz", m200c=[6e14], sz_true=true[:1], sz_pred=pred[:1])
+    ratios, sems = sm.sz_residual_ratios([str(tmp_path / "a.npz"), str(tmp_path / "old.npz")])
+    assert ratios == pytest.approx({"2": 0.1, "4": 0.025, "6": 0.1})
+    assert sems == pytest.approx({"2": 0.2 / 40, "4": 0.5 / 80})
+    claim = claims.sz_map_claim({"sz_residual_ratio": ratios, "sz_residual_sem_ratio": sems})[0]
+    assert claim["verdict"] == "differs"
+    assert claim["note"] == (
+        "at 2e14 the mean residual's standard error there is 5.0e-03 of the signal: the "
+        "residual is 20 of them"
+    )
