@@ -73,6 +73,7 @@ RECIPE_DEFAULTS = {
     "finetune_readout_weight": 10.0,
     "finetune_readout_loss": "squared",
     "finetune_stop_patience": 0,
+    "finetune_schedule": "cosine",
 }
 #: The fine-tune's cosine decay ends at this fraction of its learning rate.
 FINETUNE_FLOOR = 0.05
@@ -170,10 +171,9 @@ def training_recipe(training: dict[str, Any]) -> dict[str, Any]:
             f"training.finetune_stop_patience is {recipe['finetune_stop_patience']!r}; "
             "expected 0 (off) or a number of epochs"
         )
-    if recipe["schedule"] not in SCHEDULES:
-        raise ValueError(
-            f"training.schedule is {recipe['schedule']!r}; expected one of {SCHEDULES}"
-        )
+    for key in ("schedule", "finetune_schedule"):
+        if recipe[key] not in SCHEDULES:
+            raise ValueError(f"training.{key} is {recipe[key]!r}; expected one of {SCHEDULES}")
     if not 0.0 <= recipe["ema_momentum"] < 1.0:
         raise ValueError(
             f"training.ema_momentum is {recipe['ema_momentum']!r}; expected 0 (off) <= m < 1"
@@ -459,11 +459,15 @@ def train_model(
 def finetune_recipe(recipe: dict[str, Any], first_epoch: int) -> dict[str, Any]:
     """The fine-tune phase's recipe: epochs ``first_epoch`` .. ``first_epoch +
     finetune_epochs`` (numbered on from the first phase, so their fresh skies are their own),
-    a cosine decay from ``finetune_learning_rate`` to ``FINETUNE_FLOOR`` of it, the best epoch
-    by the validation width, stopped after ``finetune_stop_patience`` epochs without a narrower
-    one (0: never; ``finetune_epochs`` is then the phase's length)."""
+    from ``finetune_learning_rate`` down to ``FINETUNE_FLOOR`` of it by a cosine decay over
+    those epochs (``finetune_schedule: cosine``) or by the first phase's plateau cuts
+    (``plateau``: ``lr_factor`` after ``lr_patience`` epochs without a narrower estimate,
+    stopped where a cut would go below the floor), the best epoch by the validation width,
+    stopped after ``finetune_stop_patience`` epochs without a narrower one (0: never;
+    ``finetune_epochs`` is the phase's cap)."""
     n, lr = recipe["finetune_epochs"], recipe["finetune_learning_rate"]
     patience = recipe["finetune_stop_patience"] or n + 1
+    plateau = recipe["finetune_schedule"] == "plateau"
     return {
         **recipe,
         "learning_rate": lr,
@@ -471,11 +475,11 @@ def finetune_recipe(recipe: dict[str, Any], first_epoch: int) -> dict[str, Any]:
         "batch_size": recipe["finetune_batch_size"],
         "readout_weight": recipe["finetune_readout_weight"],
         "readout_loss": recipe["finetune_readout_loss"],
-        "schedule": "cosine",
+        "schedule": recipe["finetune_schedule"],
         "warmup_epochs": first_epoch,  # the cosine starts at the fine-tune's first epoch
         "max_epochs": first_epoch + n,
         "select_by": "val_width",
-        "lr_patience": n + 1,
+        "lr_patience": recipe["lr_patience"] if plateau else n + 1,
         "stop_patience": patience,
     }
 
@@ -537,10 +541,11 @@ def _finetune(
         recalibrate_batch_norm(net, x_recal)
         _compile(net, ft)
         log.info(
-            "fine-tune: at most %d epochs without dropout, learning rate %.3g (cosine), batch "
+            "fine-tune: at most %d epochs without dropout, learning rate %.3g (%s), batch "
             "%d, readout weight %g (%s)%s",
             recipe["finetune_epochs"],
             ft["learning_rate"],
+            ft["schedule"],
             ft["batch_size"],
             ft["readout_weight"],
             ft["readout_loss"],

@@ -699,6 +699,9 @@ STOPPING = {
     "finetune_stop_patience": 1,
     "finetune_readout_loss": "log",
 }
+#: The same fine-tune on plateau cuts (lr_patience 1, lr_factor 0.5), without stop patience:
+#: no epoch is narrower, so every epoch halves the rate until a cut would go below 5% of it.
+PLATEAU = {**STOPPING, "finetune_stop_patience": 0, "finetune_schedule": "plateau"}
 
 
 def _train_fresh_logged(data, out, spectra, **kwargs):
@@ -731,6 +734,10 @@ def finetune_runs(prepared8, tmp_path_factory):
         prepared8, root / "refit", spectra, training={**FINETUNE, "finetune_batch_size": 4}
     )
     shutil.copytree(root / "full", root / "stopping")
+    shutil.copytree(root / "full", root / "plateau")
+    _, out["plateau_log"] = _train_fresh_logged(
+        prepared8, root / "plateau", spectra, training=PLATEAU
+    )
     _, out["stopping_log"] = _train_fresh_logged(
         prepared8, root / "stopping", spectra, training=STOPPING
     )
@@ -830,9 +837,22 @@ def test_the_fine_tune_stops_after_its_patience(finetune_runs):
     assert sorted(p.name for p in root.iterdir()) == sorted([*OUTPUTS, CHECKPOINT])
 
 
+def test_a_plateau_fine_tune_stops_at_its_floor(finetune_runs):
+    root = finetune_runs["root"] / "plateau"
+    assert any("learning rate 1e-14 (plateau)" in m for m in finetune_runs["plateau_log"])
+    rates = [float(r["learning_rate"]) for r in _history(root)[2:]]
+    # the first epoch is the best; 1e-14 is halved after each later one (none is narrower):
+    # 1, 1, 1/2, .., 1/16; the cut after the sixth would go below the floor (1/20): it stops
+    assert rates == pytest.approx([1e-14] + [1e-14 / 2**k for k in range(5)], rel=1e-6)
+    summary = json.loads((root / "normalization.json").read_text())
+    assert summary["finetune_stopped_early"] is True and summary["finetune_epochs"] == 6
+    assert summary["best_epoch"] == 3
+
+
 @pytest.mark.parametrize(
     ("key", "value", "match"),
     [
+        ("finetune_schedule", "linear", "finetune_schedule is 'linear'; expected one of"),
         ("finetune_readout_loss", "ln", "finetune_readout_loss is 'ln'; expected one of"),
         ("finetune_stop_patience", -1, "finetune_stop_patience is -1; expected 0"),
     ],
