@@ -74,6 +74,7 @@ RECIPE_DEFAULTS = {
     "finetune_readout_loss": "squared",
     "finetune_stop_patience": 0,
     "finetune_schedule": "cosine",
+    "finetune_ema_momentum": 0.0,
 }
 #: The fine-tune's cosine decay ends at this fraction of its learning rate.
 FINETUNE_FLOOR = 0.05
@@ -174,10 +175,9 @@ def training_recipe(training: dict[str, Any]) -> dict[str, Any]:
     for key in ("schedule", "finetune_schedule"):
         if recipe[key] not in SCHEDULES:
             raise ValueError(f"training.{key} is {recipe[key]!r}; expected one of {SCHEDULES}")
-    if not 0.0 <= recipe["ema_momentum"] < 1.0:
-        raise ValueError(
-            f"training.ema_momentum is {recipe['ema_momentum']!r}; expected 0 (off) <= m < 1"
-        )
+    for key in ("ema_momentum", "finetune_ema_momentum"):
+        if not 0.0 <= recipe[key] < 1.0:
+            raise ValueError(f"training.{key} is {recipe[key]!r}; expected 0 (off) <= m < 1")
     return recipe
 
 
@@ -464,7 +464,8 @@ def finetune_recipe(recipe: dict[str, Any], first_epoch: int) -> dict[str, Any]:
     (``plateau``: ``lr_factor`` after ``lr_patience`` epochs without a narrower estimate,
     stopped where a cut would go below the floor), the best epoch by the validation width,
     stopped after ``finetune_stop_patience`` epochs without a narrower one (0: never;
-    ``finetune_epochs`` is the phase's cap)."""
+    ``finetune_epochs`` is the phase's cap), with a moving average of the weights of its own
+    (``finetune_ema_momentum``; 0: none)."""
     n, lr = recipe["finetune_epochs"], recipe["finetune_learning_rate"]
     patience = recipe["finetune_stop_patience"] or n + 1
     plateau = recipe["finetune_schedule"] == "plateau"
@@ -475,6 +476,7 @@ def finetune_recipe(recipe: dict[str, Any], first_epoch: int) -> dict[str, Any]:
         "batch_size": recipe["finetune_batch_size"],
         "readout_weight": recipe["finetune_readout_weight"],
         "readout_loss": recipe["finetune_readout_loss"],
+        "ema_momentum": recipe["finetune_ema_momentum"],
         "schedule": recipe["finetune_schedule"],
         "warmup_epochs": first_epoch,  # the cosine starts at the fine-tune's first epoch
         "max_epochs": first_epoch + n,
@@ -542,7 +544,7 @@ def _finetune(
         _compile(net, ft)
         log.info(
             "fine-tune: at most %d epochs without dropout, learning rate %.3g (%s), batch "
-            "%d, readout weight %g (%s)%s",
+            "%d, readout weight %g (%s)%s%s",
             recipe["finetune_epochs"],
             ft["learning_rate"],
             ft["schedule"],
@@ -552,6 +554,7 @@ def _finetune(
             f", stopped after {ft['stop_patience']} epochs without a narrower estimate"
             if recipe["finetune_stop_patience"]
             else "",
+            f", weights averaged (momentum {ft['ema_momentum']:g})" if ft["ema_momentum"] else "",
         )
     last = (
         ft["max_epochs"] if budget is None else min(ft["max_epochs"], state["epochs_done"] + budget)

@@ -47,25 +47,35 @@ def _fit_failed(claim: str, paper: str, fit: Mapping) -> dict:
 
 
 def training_claims(summary: dict, **_: object) -> list[dict]:
-    """Training ends on the early-stopping rule, not on the epoch cap."""
+    """Training ends on the early-stopping rule, not on the epoch cap: with a fine-tune, both
+    phases (a fine-tune that ran its fixed length did not stop on a rule)."""
     tr = summary["training"]
     ours = f"{tr['stopped_by']} after {tr['epochs_run']} epochs, best epoch {tr['best_epoch']}"
+    agrees = tr["stopped_by"] == "early stopping"
+    note = (
+        ""
+        if agrees
+        else f"the {tr['max_epochs']}-epoch cap ended training: it may not have converged"
+    )
     if tr.get("finetune_epochs"):
+        ft_by = tr.get("finetune_stopped_by", "its epoch count")
         ours = (
             f"{tr['stopped_by']} after {tr['epochs_run'] - tr['finetune_epochs']} epochs (best "
             f"{tr['pretrain_best_epoch']}), then {tr['finetune_epochs']} fine-tune epochs "
-            f"(ended by {tr.get('finetune_stopped_by', 'its epoch count')}); best epoch "
-            f"{tr['best_epoch']}"
+            f"(ended by {ft_by}); best epoch {tr['best_epoch']}"
         )
+        if ft_by != "early stopping":
+            note = "; ".join(
+                [*([note] if note else []), "the fine-tune ran its set length, not to a rule"]
+            )
+            agrees = False
     return [
         _claim(
             "training ends on the early-stopping rule",
             "best weights after early stopping (patience 15)",
             ours,
-            tr["stopped_by"] == "early stopping",
-            ""
-            if tr["stopped_by"] == "early stopping"
-            else f"the {tr['max_epochs']}-epoch cap ended training: it may not have converged",
+            agrees,
+            note,
         )
     ]
 

@@ -28,7 +28,14 @@ import xarray as xr
 
 from szmass.io import write_zarr_atomic
 from szmass.network.dataset import _as_dataset
-from szmass.network.train import HISTORY_FIELDS, epoch_batches, load_set, train_model
+from szmass.network.train import (
+    HISTORY_FIELDS,
+    epoch_batches,
+    finetune_recipe,
+    load_set,
+    train_model,
+    training_recipe,
+)
 
 from ..conftest import sky, write_spectra
 
@@ -837,6 +844,32 @@ def test_the_fine_tune_stops_after_its_patience(finetune_runs):
     assert sorted(p.name for p in root.iterdir()) == sorted([*OUTPUTS, CHECKPOINT])
 
 
+def test_the_fine_tune_recipe_takes_its_own_keys():
+    """The fine-tune's settings come from the finetune_* keys, not the first phase's."""
+    recipe = training_recipe(
+        {
+            **TRAINING,
+            "ema_momentum": 0.9,
+            "readout_loss": "relative",
+            "finetune_epochs": 6,
+            "finetune_learning_rate": 3e-4,
+            "finetune_batch_size": 16,
+            "finetune_readout_weight": 7.0,
+            "finetune_readout_loss": "log",
+            "finetune_schedule": "plateau",
+            "finetune_ema_momentum": 0.99,
+            "finetune_stop_patience": 2,
+        }
+    )
+    ft = finetune_recipe(recipe, first_epoch=30)
+    assert (ft["learning_rate"], ft["min_learning_rate"]) == (3e-4, pytest.approx(1.5e-5))
+    assert (ft["batch_size"], ft["readout_weight"], ft["readout_loss"]) == (16, 7.0, "log")
+    assert (ft["schedule"], ft["ema_momentum"], ft["select_by"]) == ("plateau", 0.99, "val_width")
+    assert (ft["max_epochs"], ft["stop_patience"], ft["lr_patience"]) == (36, 2, 1)
+    cosine = finetune_recipe({**recipe, "finetune_schedule": "cosine"}, first_epoch=30)
+    assert cosine["lr_patience"] == 7  # no plateau cut within the phase
+
+
 def test_a_plateau_fine_tune_stops_at_its_floor(finetune_runs):
     root = finetune_runs["root"] / "plateau"
     assert any("learning rate 1e-14 (plateau)" in m for m in finetune_runs["plateau_log"])
@@ -853,6 +886,7 @@ def test_a_plateau_fine_tune_stops_at_its_floor(finetune_runs):
     ("key", "value", "match"),
     [
         ("finetune_schedule", "linear", "finetune_schedule is 'linear'; expected one of"),
+        ("finetune_ema_momentum", 1.0, "finetune_ema_momentum is 1.0; expected 0"),
         ("finetune_readout_loss", "ln", "finetune_readout_loss is 'ln'; expected one of"),
         ("finetune_stop_patience", -1, "finetune_stop_patience is -1; expected 0"),
     ],

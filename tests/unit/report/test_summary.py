@@ -270,11 +270,19 @@ def test_a_fine_tune_is_told_apart_from_the_first_phase(tmp_path):
     outcome = sm.training_outcome(str(tmp_path / "model.json"), str(tmp_path / "history.csv"), 40)
     assert outcome["epochs_run"] == 27 and outcome["finetune_epochs"] == 4
     claim = claims.training_claims({"training": outcome})[0]
-    assert claim["verdict"] == "agrees"
+    # a fine-tune of a set length after an early-stopped first phase: not ended by a rule
+    assert claim["verdict"] == "differs"
+    assert claim["note"] == "the fine-tune ran its set length, not to a rule"
     assert claim["ours"] == (
         "early stopping after 23 epochs (best 18), then 4 fine-tune epochs (ended by its epoch "
         "count); best epoch 27"
     )
+    info = json.loads((tmp_path / "model.json").read_text())
+    (tmp_path / "model.json").write_text(json.dumps({**info, "finetune_stopped_early": True}))
+    outcome = sm.training_outcome(str(tmp_path / "model.json"), str(tmp_path / "history.csv"), 40)
+    claim = claims.training_claims({"training": outcome})[0]
+    assert claim["verdict"] == "agrees" and claim["note"] == ""
+    assert "4 fine-tune epochs (ended by early stopping)" in claim["ours"]
 
 
 def test_a_fine_tune_that_stopped_early_says_so(tmp_path):
