@@ -66,7 +66,7 @@ def training_claims(summary: dict, **_: object) -> list[dict]:
         )
         if ft_by != "early stopping":
             note = "; ".join(
-                [*([note] if note else []), "the fine-tune ran its set length, not to a rule"]
+                filter(None, [note, "the fine-tune ran its set length, not to a rule"])
             )
             agrees = False
     return [
