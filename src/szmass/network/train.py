@@ -74,6 +74,7 @@ RECIPE_DEFAULTS = {
     "finetune_readout_loss": "squared",
     "finetune_stop_patience": 0,
     "finetune_schedule": "cosine",
+    "finetune_lr_patience": 0,
     "finetune_ema_momentum": 0.0,
 }
 #: The fine-tune's cosine decay ends at this fraction of its learning rate.
@@ -167,11 +168,11 @@ def training_recipe(training: dict[str, Any]) -> dict[str, Any]:
     for key in ("readout_loss", "finetune_readout_loss"):
         if recipe[key] not in READOUT_LOSSES:
             raise ValueError(f"training.{key} is {recipe[key]!r}; expected one of {READOUT_LOSSES}")
-    if recipe["finetune_stop_patience"] < 0:
-        raise ValueError(
-            f"training.finetune_stop_patience is {recipe['finetune_stop_patience']!r}; "
-            "expected 0 (off) or a number of epochs"
-        )
+    for key, off in (("finetune_stop_patience", "off"), ("finetune_lr_patience", "lr_patience")):
+        if recipe[key] < 0:
+            raise ValueError(
+                f"training.{key} is {recipe[key]!r}; expected 0 ({off}) or a number of epochs"
+            )
     for key in ("schedule", "finetune_schedule"):
         if recipe[key] not in SCHEDULES:
             raise ValueError(f"training.{key} is {recipe[key]!r}; expected one of {SCHEDULES}")
@@ -461,8 +462,9 @@ def finetune_recipe(recipe: dict[str, Any], first_epoch: int) -> dict[str, Any]:
     finetune_epochs`` (numbered on from the first phase, so their fresh skies are their own),
     from ``finetune_learning_rate`` down to ``FINETUNE_FLOOR`` of it by a cosine decay over
     those epochs (``finetune_schedule: cosine``) or by the first phase's plateau cuts
-    (``plateau``: ``lr_factor`` after ``lr_patience`` epochs without a narrower estimate,
-    stopped where a cut would go below the floor), the best epoch by the validation width,
+    (``plateau``: ``lr_factor`` after ``finetune_lr_patience`` epochs without a narrower
+    estimate, 0 meaning the first phase's ``lr_patience``, stopped where a cut would go below
+    the floor), the best epoch by the validation width,
     stopped after ``finetune_stop_patience`` epochs without a narrower one (0: never;
     ``finetune_epochs`` is the phase's cap), with a moving average of the weights of its own
     (``finetune_ema_momentum``; 0: none)."""
@@ -481,7 +483,9 @@ def finetune_recipe(recipe: dict[str, Any], first_epoch: int) -> dict[str, Any]:
         "warmup_epochs": first_epoch,  # the cosine starts at the fine-tune's first epoch
         "max_epochs": first_epoch + n,
         "select_by": "val_width",
-        "lr_patience": recipe["lr_patience"] if plateau else n + 1,
+        "lr_patience": (recipe["finetune_lr_patience"] or recipe["lr_patience"])
+        if plateau
+        else n + 1,
         "stop_patience": patience,
     }
 

@@ -868,6 +868,8 @@ def test_the_fine_tune_recipe_takes_its_own_keys():
     assert (ft["max_epochs"], ft["stop_patience"], ft["lr_patience"]) == (36, 2, 1)
     cosine = finetune_recipe({**recipe, "finetune_schedule": "cosine"}, first_epoch=30)
     assert cosine["lr_patience"] == 7  # no plateau cut within the phase
+    own = finetune_recipe({**recipe, "finetune_lr_patience": 4}, first_epoch=30)
+    assert (own["lr_patience"], recipe["lr_patience"]) == (4, 1)  # 0 (above): the first phase's
 
 
 def test_a_plateau_fine_tune_stops_at_its_floor(finetune_runs):
@@ -889,6 +891,7 @@ def test_a_plateau_fine_tune_stops_at_its_floor(finetune_runs):
         ("finetune_ema_momentum", 1.0, "finetune_ema_momentum is 1.0; expected 0"),
         ("finetune_readout_loss", "ln", "finetune_readout_loss is 'ln'; expected one of"),
         ("finetune_stop_patience", -1, "finetune_stop_patience is -1; expected 0"),
+        ("finetune_lr_patience", -2, "finetune_lr_patience is -2; expected 0"),
     ],
 )
 def test_bad_fine_tune_settings_are_refused(prepared8, tmp_path, key, value, match):
