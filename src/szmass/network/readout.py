@@ -153,14 +153,21 @@ def validate_readout(
     net, x_val, y_val, *, m_norm: float, recipe: dict, x_recal
 ) -> dict[str, float]:
     """The validation loss and readout statistics of the model as it stands; with
-    ``bn_recalibration``, its batch-norm statistics are first recomputed without dropout."""
+    ``bn_recalibration``, its batch-norm statistics are first recomputed without dropout. With
+    ``val_width_range`` ([low, high] in 1e14 Msun), the readout's mean and width are those of
+    the validation clusters of true M200c within it (the loss stays every map's)."""
     if recipe["bn_recalibration"]:
         recalibrate_batch_norm(net, x_recal)
     pred = np.concatenate(
         [net.predict_on_batch(x_val[i : i + 64]) for i in range(0, len(x_val), 64)]
     )
     c = x_val.shape[1] // 2
-    scores = readout_scores(pred[:, c, c, 1] * m_norm, y_val[:, c, c, 1] * m_norm)
+    m_est, m_true = pred[:, c, c, 1] * m_norm, y_val[:, c, c, 1] * m_norm
+    band = recipe.get("val_width_range") or ()
+    if band:  # the readout scored on the validation clusters within the band only
+        inside = (m_true >= band[0] * 1e14) & (m_true <= band[1] * 1e14)
+        m_est, m_true = m_est[inside], m_true[inside]
+    scores = readout_scores(m_est, m_true)
     return {
         "val_loss": loss_value(
             y_val,

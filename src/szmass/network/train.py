@@ -63,6 +63,7 @@ RECIPE_DEFAULTS = {
     "readout_weight": 0.0,
     "readout_loss": "squared",
     "select_by": "val_loss",
+    "val_width_range": [],
     "bn_recalibration": False,
     "schedule": "plateau",
     "ema_momentum": 0.0,
@@ -83,6 +84,8 @@ FINETUNE_FLOOR = 0.05
 #: the absolute mean ln ratio (a narrow epoch that reads high or low loses to an unbiased one).
 SELECT_BY = ("val_loss", "val_width", "val_width_bias")
 SCHEDULES = ("plateau", "cosine")
+#: The fewest validation maps ``val_width_range`` may leave to score an epoch on.
+MIN_VAL_IN_RANGE = 50
 #: Training inputs the batch-norm statistics are recomputed on (every k-th map: all masses).
 BN_RECALIBRATION_MAPS = 1024
 
@@ -173,6 +176,12 @@ def training_recipe(training: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(
                 f"training.{key} is {recipe[key]!r}; expected 0 ({off}) or a number of epochs"
             )
+    band = recipe["val_width_range"]
+    if len(band) not in (0, 2) or (len(band) == 2 and not 0 < band[0] < band[1]):
+        raise ValueError(
+            f"training.val_width_range is {band!r}; expected [] (every validation map) or "
+            "[low, high] in 1e14 Msun with 0 < low < high"
+        )
     for key in ("schedule", "finetune_schedule"):
         if recipe[key] not in SCHEDULES:
             raise ValueError(f"training.{key} is {recipe[key]!r}; expected one of {SCHEDULES}")
@@ -180,6 +189,21 @@ def training_recipe(training: dict[str, Any]) -> dict[str, Any]:
         if not 0.0 <= recipe[key] < 1.0:
             raise ValueError(f"training.{key} is {recipe[key]!r}; expected 0 (off) <= m < 1")
     return recipe
+
+
+def _check_val_width_range(band, y_val: np.ndarray, m_norm: float) -> None:
+    """Refuse a ``val_width_range`` that holds fewer than ``MIN_VAL_IN_RANGE`` validation maps."""
+    if not band:
+        return
+    c = y_val.shape[1] // 2
+    m14 = y_val[:, c, c, 1] * m_norm / 1e14
+    inside = int(((m14 >= band[0]) & (m14 <= band[1])).sum())
+    if inside < MIN_VAL_IN_RANGE:
+        raise ValueError(
+            f"training.val_width_range {list(band)} holds {inside} of the {len(m14)} validation "
+            f"maps (M200c {m14.min():.3g}-{m14.max():.3g}e14 Msun); at least "
+            f"{MIN_VAL_IN_RANGE} are needed"
+        )
 
 
 def _compile(net, recipe: dict[str, Any]) -> None:
@@ -237,6 +261,7 @@ def train_model(
     npix = int(norm["npix"])
     channels = input_channels(norm)
     x_val, y_val = load_set(val_path, input_size=npix, channels=channels)
+    _check_val_width_range(recipe["val_width_range"], y_val, norm["m_norm_msun"])
     if recipe["streaming"]:
         streamed = StreamedSet(train_path, input_size=npix, channels=channels)
         n_train, train_arrays = streamed.n, ()

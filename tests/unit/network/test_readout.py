@@ -15,6 +15,7 @@ from szmass.network.readout import (
     readout_error,
     readout_scores,
     recalibrate_batch_norm,
+    validate_readout,
 )
 
 #: float32 sums of a few hundred terms against float64 numpy.
@@ -156,6 +157,35 @@ def test_readout_scores_known_numbers():
     est[:200] = -1.0
     s = readout_scores(est, m_true)
     assert np.isfinite(s["width"]) and s["mean_ln"] == pytest.approx(200 / 1001 * np.log(LN_FLOOR))
+
+
+class _Fixed:
+    """A stand-in network whose predictions are given."""
+
+    def __init__(self, pred):
+        self.pred, self.at = pred, 0
+
+    def predict_on_batch(self, x):
+        out = self.pred[self.at : self.at + len(x)]
+        self.at += len(x)
+        return out
+
+
+def test_val_width_range_scores_only_the_clusters_inside_it():
+    m_norm = 1e14
+    m14 = np.geomspace(0.5, 12.0, 200)  # a continuous validation set
+    y = np.zeros((200, 9, 9, 2), "float32")
+    y[:, 4, 4, 1] = m14
+    pred = y.copy()
+    outside = (m14 < 1.0) | (m14 > 8.0)
+    pred[outside, 4, 4, 1] *= np.e  # read e times high outside 1-8e14, exact inside
+    recipe = {"bn_recalibration": False, "readout_weight": 0.0, "readout_loss": "squared"}
+    kw = {"m_norm": m_norm, "x_recal": None}
+    every = validate_readout(_Fixed(pred), y, y, recipe=recipe, **kw)
+    band = validate_readout(_Fixed(pred), y, y, recipe={**recipe, "val_width_range": [1, 8]}, **kw)
+    assert every["val_mean_ln"] == pytest.approx(outside.mean())  # ln e = 1 on the outside ones
+    assert (band["val_mean_ln"], band["val_width"]) == (pytest.approx(0.0), pytest.approx(0.0))
+    assert band["val_loss"] == pytest.approx(every["val_loss"])  # the loss: every map
 
 
 def _moving_stats(net):

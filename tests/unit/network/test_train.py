@@ -892,6 +892,8 @@ def test_a_plateau_fine_tune_stops_at_its_floor(finetune_runs):
         ("finetune_readout_loss", "ln", "finetune_readout_loss is 'ln'; expected one of"),
         ("finetune_stop_patience", -1, "finetune_stop_patience is -1; expected 0"),
         ("finetune_lr_patience", -2, "finetune_lr_patience is -2; expected 0"),
+        ("val_width_range", [8.0, 1.0], r"val_width_range is \[8.0, 1.0\]; expected \[\]"),
+        ("val_width_range", [50.0, 60.0], r"val_width_range \[50.0, 60.0\] holds 0 of the"),
     ],
 )
 def test_bad_fine_tune_settings_are_refused(prepared8, tmp_path, key, value, match):
