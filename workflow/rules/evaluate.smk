@@ -81,6 +81,7 @@ rule summarize_results:
         realistic=REALISTIC_SHARD,
         model_summary="results/model/normalization.json",
         history="results/model/history.csv",
+        training_benchmark="benchmarks/train_model.tsv",
         code=src(
             "report/summary",
             "report/claims",

@@ -17,6 +17,7 @@ summarize(
     sigma_int=snakemake.params.sigma_int,
     model_summary=snakemake.input.model_summary,
     history=snakemake.input.history,
+    training_benchmark=snakemake.input.training_benchmark,
     max_epochs=snakemake.params.max_epochs,
     train_masses_1e14=snakemake.params.train_masses,
     out_json=snakemake.output.summary,

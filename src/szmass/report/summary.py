@@ -135,8 +135,24 @@ def ln_ratio_fit(table: pd.DataFrame, *, n_boot: int, seed: int) -> dict[str, An
     return out
 
 
-def training_outcome(model_summary_path: str, history_path: str, max_epochs: int) -> dict:
-    """How training ended: best epoch, epochs run, and whether early stopping or the cap did."""
+def training_wall_minutes(benchmark_path: str) -> float:
+    """The training job's wall time in minutes, from its Snakemake benchmark file (a TSV with a
+    column ``s``; a resumed job's file holds its last call only)."""
+    with open(benchmark_path) as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    if not rows or "s" not in rows[0]:
+        raise ValueError(f"{benchmark_path}: no 's' column of seconds (a Snakemake benchmark)")
+    return float(rows[-1]["s"]) / 60.0
+
+
+def training_outcome(
+    model_summary_path: str,
+    history_path: str,
+    max_epochs: int,
+    benchmark_path: str | None = None,
+) -> dict:
+    """How training ended: best epoch, epochs run, whether early stopping or the cap did, and
+    (given the training job's benchmark file) its wall time."""
     info = json.loads(Path(model_summary_path).read_text())
     with open(history_path) as fh:
         history = list(csv.DictReader(fh))
@@ -147,6 +163,8 @@ def training_outcome(model_summary_path: str, history_path: str, max_epochs: int
         "stopped_by": "early stopping" if info.get("stopped_early") else "epoch cap",
         "max_epochs": max_epochs,
     }
+    if benchmark_path:
+        out["wall_minutes"] = training_wall_minutes(benchmark_path)
     if info.get("finetune_epochs"):  # the first phase's end, then the fine-tune's
         out["finetune_epochs"] = info["finetune_epochs"]
         out["pretrain_best_epoch"] = info.get("pretrain_best_epoch")
@@ -173,6 +191,7 @@ def summarize(
     baseline_predictions: Mapping[str, str] | None = None,
     baseline_calibration: str | None = None,
     realistic_shard: str | None = None,
+    training_benchmark: str | None = None,
     sz_masses_1e14: Sequence[float] = (2, 4, 6),
     n_boot: int = 1000,
     seed: int = 0,
@@ -182,15 +201,17 @@ def summarize(
     """Every headline number of a run, and the table of claims, from the predictions.
 
     ``predictions`` / ``baseline_predictions`` map a test-set name to the network's / the
-    matched filter's predictions table. ``smoke_test`` (``evaluation.smoke_test``): the
-    training only checked that every stage runs, and no claim is assessed. Where the grid or
+    matched filter's predictions table; ``training_benchmark``, the training job's Snakemake
+    benchmark file (its wall time goes into the training claims). ``smoke_test``
+    (``evaluation.smoke_test``): the training only checked that every stage runs, and no claim
+    is assessed. Where the grid or
     scatter sets' maps span more than one z, the ``redshift`` block bins them in z
     (``redshift_bin_width``, ``evaluation.redshift_bin_width``); a fixed-z run has none.
     """
     tables = {name: read_predictions(path) for name, path in predictions.items()}
     per_mass = per_mass_table(tables, "network")
     summary: dict[str, Any] = {
-        "training": training_outcome(model_summary, history, max_epochs),
+        "training": training_outcome(model_summary, history, max_epochs, training_benchmark),
         "per_mass": _per_mass_blocks(per_mass),
     }
     slope = signal_slope(no_scatter_shard) if no_scatter_shard else None

@@ -310,6 +310,27 @@ def test_a_fine_tune_that_stopped_early_says_so(tmp_path):
     )
 
 
+def test_the_training_time_comes_from_the_benchmark_file(tmp_path):
+    """A Snakemake benchmark TSV (the column s) gives the training claim's wall time; 60 min
+    is the target; a file without the column is refused by name."""
+    (tmp_path / "model.json").write_text(json.dumps({"best_epoch": 3, "stopped_early": True}))
+    (tmp_path / "history.csv").write_text("epoch,loss\n1,0.3\n2,0.2\n3,0.1\n")
+    bench = tmp_path / "train_model.tsv"
+    bench.write_text("s\th:m:s\tmax_rss\n2712.5\t0:45:12\t5000.1\n")
+    paths = (str(tmp_path / "model.json"), str(tmp_path / "history.csv"), 40)
+    outcome = sm.training_outcome(*paths, str(bench))
+    assert outcome["wall_minutes"] == pytest.approx(2712.5 / 60)
+    time_claim = claims.training_claims({"training": outcome})[1]
+    assert (time_claim["ours"], time_claim["verdict"]) == ("45.2 min", "agrees")
+    bench.write_text("s\th:m:s\n3660\t1:01:00\n")
+    late = claims.training_claims({"training": sm.training_outcome(*paths, str(bench))})[1]
+    assert (late["ours"], late["verdict"]) == ("61.0 min", "differs")
+    assert len(claims.training_claims({"training": sm.training_outcome(*paths)})) == 1
+    bench.write_text("seconds\n12\n")
+    with pytest.raises(ValueError, match="train_model.tsv: no 's' column"):
+        sm.training_outcome(*paths, str(bench))
+
+
 def test_sz_residual_and_its_standard_error(tmp_path):
     """The residual ratio is max |mean pred - mean true| / max |mean true|; its standard error
     is read at the pixel of that maximum; maps written without it give none."""
