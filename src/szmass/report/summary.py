@@ -204,9 +204,9 @@ def summarize(
     matched filter's predictions table; ``training_benchmark``, the training job's Snakemake
     benchmark file (its wall time goes into the training claims). ``smoke_test``
     (``evaluation.smoke_test``): the training only checked that every stage runs, and no claim
-    is assessed. Where the grid or
-    scatter sets' maps span more than one z, the ``redshift`` block bins them in z
-    (``redshift_bin_width``, ``evaluation.redshift_bin_width``); a fixed-z run has none.
+    is assessed. Where the grid or scatter sets' maps span more than one z, the ``redshift``
+    block bins them in z (``redshift_bin_width``, ``evaluation.redshift_bin_width``); a fixed-z
+    run has none.
     """
     tables = {name: read_predictions(path) for name, path in predictions.items()}
     per_mass = per_mass_table(tables, "network")
