@@ -144,15 +144,17 @@ def interpolated_claims(summary: dict, **_: object) -> list[dict]:
 def extrapolated_claims(
     summary: dict, *, train_masses_1e14: Sequence[float], **_: object
 ) -> list[dict]:
-    """Extrapolated masses are pinned to the trained edges."""
+    """Extrapolated masses are pinned to the trained edges (a test mass inside the trained
+    range, as the grid's extrapolated masses are for continuous training masses, says so)."""
     pm = summary["per_mass"]
     if "extrapolated" not in pm:
         return []
     lo, hi = min(train_masses_1e14), max(train_masses_1e14)
     parts = []
     for r in pm["extrapolated"]["masses"]:
-        edge = lo if r["m_true"] / 1e14 < lo else hi
-        parts.append(f"{r['m_true'] / 1e14:g} -> {r['median'] / 1e14:.2f} (edge {edge:g})")
+        m = r["m_true"] / 1e14
+        where = "trained range" if lo <= m <= hi else f"edge {lo if m < lo else hi:g}"
+        parts.append(f"{m:g} -> {r['median'] / 1e14:.2f} ({where})")
     return [
         _claim(
             "extrapolated masses pinned to the trained edges",

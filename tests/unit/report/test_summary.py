@@ -331,6 +331,19 @@ def test_the_training_time_comes_from_the_benchmark_file(tmp_path):
         sm.training_outcome(*paths, str(bench))
 
 
+def test_extrapolated_masses_name_their_edge_or_the_trained_range():
+    """Below the trained range the low edge, above it the high one; a test mass inside the
+    range (continuous training masses over 0.5-12e14) is not called pinned to an edge."""
+    masses = [{"m_true": m * 1e14, "median": 0.9 * m * 1e14} for m in (0.5, 0.75, 9, 10)]
+    summary = {"per_mass": {"extrapolated": {"masses": masses}}}
+    grid = claims.extrapolated_claims(summary, train_masses_1e14=[1, 2, 8])[0]
+    assert grid["ours"] == (
+        "0.5 -> 0.45 (edge 1); 0.75 -> 0.68 (edge 1); 9 -> 8.10 (edge 8); 10 -> 9.00 (edge 8)"
+    )
+    wide = claims.extrapolated_claims(summary, train_masses_1e14=[0.5, 12])[0]
+    assert wide["ours"].startswith("0.5 -> 0.45 (trained range); 0.75 -> 0.68 (trained range)")
+
+
 def test_sz_residual_and_its_standard_error(tmp_path):
     """The residual ratio is max |mean pred - mean true| / max |mean true|; its standard error
     is read at the pixel of that maximum; maps written without it give none."""
