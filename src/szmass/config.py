@@ -255,6 +255,12 @@ def check_config(config: dict[str, Any]) -> None:
         raise ConfigError(
             f"config key 'split.continuous_range': [{lo}, {hi}] must have 0 < lo < hi"
         )
+    band = config["training"]["val_width_range"]
+    if band and not (len(band) == 2 and 0 < band[0] < band[1]):
+        raise ConfigError(
+            f"config key 'training.val_width_range': {band} must be [] or [lo, hi] with "
+            "0 < lo < hi (1e14 Msun)"
+        )
     _check_redshift(config["cluster"]["redshift"])
     sky = config["sky"]
     if 2 * sky["apodization_width_pix"] > sky["npix"]:

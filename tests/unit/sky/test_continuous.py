@@ -169,6 +169,15 @@ def test_config_refuses_an_empty_or_non_positive_range(test_config, bad):
         check_config(test_config)
 
 
+@pytest.mark.parametrize("bad", [[8], [8, 1], [0, 8]])
+def test_config_refuses_a_bad_validation_band_before_any_job(test_config, bad):
+    test_config["training"]["val_width_range"] = bad
+    with pytest.raises(ConfigError, match=r"'training.val_width_range': \[.*\] must be \[\]"):
+        check_config(test_config)
+    test_config["training"]["val_width_range"] = [1, 8]
+    check_config(test_config)  # a good band passes
+
+
 # --- the belt from a continuous validation set ------------------------------------------
 
 
