@@ -21,9 +21,10 @@ and batch-norm statistics recomputed without dropout (issue 12; beyond the paper
 - ``recalibrate_batch_norm``: the decoder's dropout feeds conv -> SELU -> batch norm, whose
   moving statistics are gathered with dropout on and used with it off; that shift read masses
   3-16% low. This recomputes every batch-norm layer's mean and variance on training inputs with
-  dropout off (cumulative averages of the batch statistics, as SWA's ``bn_update``).
+  dropout off (the average of the batch statistics, as SWA's ``bn_update``).
 """
 
+import weakref
 from typing import Any
 
 import keras
@@ -128,25 +129,55 @@ def recalibrate_batch_norm(
     net: keras.Model, inputs: np.ndarray, *, batch_size: int = 64, dropout_off: bool = True
 ) -> None:
     """Set every batch-norm layer's moving mean and variance to the average of its batch
-    statistics over ``inputs`` (n, H, W, C), computed with dropout off (``dropout_off=False``
-    keeps it on: what a training's moving averages see, for diagnostics)."""
+    statistics over ``inputs`` (n, H, W, C; whole batches only), computed with dropout off
+    (``dropout_off=False`` keeps it on: what a training's moving averages see, for diagnostics).
+
+    Each batch goes through one traced training-mode forward pass with the momenta at 0, which
+    leaves that batch's statistics in the moving variables; their average is summed here in
+    float64. The pass is traced once per model (``_training_forward``): eager calls, as before
+    2026-12-08, took 8 s per recalibration of 1067 maps at width 16 (~1/6 of a CPU epoch),
+    tracing anew each time 5 s, the kept trace 3 s."""
     bns = [layer for layer in net.layers if isinstance(layer, keras.layers.BatchNormalization)]
     drops = [layer for layer in net.layers if isinstance(layer, keras.layers.Dropout)]
     if not bns:
         return
     momenta, rates = [b.momentum for b in bns], [d.rate for d in drops]
+    n = max(1, len(inputs) // batch_size)
+    sums = [[0.0, 0.0] for _ in bns]
     try:
+        for b in bns:  # moving <- moving * 0 + this batch's statistics
+            b.momentum = 0.0
         for d in drops if dropout_off else ():
             d.rate = 0.0
-        for k in range(max(1, len(inputs) // batch_size)):  # whole batches only
-            for b in bns:  # moving <- moving * k/(k+1) + batch/(k+1): the running average
-                b.momentum = k / (k + 1)
-            net(inputs[k * batch_size : (k + 1) * batch_size], training=True)
+        forward = _training_forward(net, dropout_off)
+        for k in range(n):
+            forward(inputs[k * batch_size : (k + 1) * batch_size])
+            for s, b in zip(sums, bns, strict=True):
+                s[0] = s[0] + np.asarray(b.moving_mean, dtype=float)
+                s[1] = s[1] + np.asarray(b.moving_variance, dtype=float)
+        for (mean, var), b in zip(sums, bns, strict=True):
+            b.moving_mean.assign(mean / n)
+            b.moving_variance.assign(var / n)
     finally:
         for b, m in zip(bns, momenta, strict=True):
             b.momentum = m
         for d, r in zip(drops, rates, strict=True):
             d.rate = r
+
+
+#: Each model's traced training-mode pass for ``recalibrate_batch_norm``, by ``dropout_off``
+#: (traced with the momenta and, where off, the dropout rates at 0, as every call sets them).
+_FORWARD: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictionary()
+
+
+def _training_forward(net: keras.Model, dropout_off: bool):
+    import tensorflow as tf
+
+    traced = _FORWARD.setdefault(net, {})
+    if dropout_off not in traced:
+        model = weakref.ref(net)  # the cache must not keep the model alive
+        traced[dropout_off] = tf.function(lambda x: model()(x, training=True))
+    return traced[dropout_off]
 
 
 def validate_readout(

@@ -258,3 +258,24 @@ def test_dropout_shifts_the_statistics():
     # the decoder's batch norms after the dropout see other variances
     changed = [n for n in on if not np.allclose(on[n][1], off[n][1], rtol=1e-3)]
     assert changed and all(not n.startswith("enc0") for n in changed)
+
+
+def test_recalibration_keeps_dropout_on_and_off_apart():
+    """The traced pass is kept per model and per ``dropout_off``: statistics gathered with
+    dropout on (bench_readout's diagnostic) differ in the decoder, and recalibrating again with
+    it off gives back the first statistics."""
+    keras.utils.set_random_seed(6)
+    net = build_mresunet(
+        input_size=8, base_filters=2, depth=2, n_substages=2, skip_dilations=(2,), dropout=0.5
+    )
+    x = np.random.default_rng(7).normal(size=(64, 8, 8, 1)).astype("float32")
+    recalibrate_batch_norm(net, x, batch_size=32)
+    off = _moving_stats(net)
+    recalibrate_batch_norm(net, x, batch_size=32, dropout_off=False)
+    on = _moving_stats(net)
+    recalibrate_batch_norm(net, x, batch_size=32)
+    again = _moving_stats(net)
+    assert any(not np.allclose(on[n][1], off[n][1], rtol=1e-3) for n in off)
+    for name in off:
+        np.testing.assert_array_equal(again[name][0], off[name][0])
+        np.testing.assert_array_equal(again[name][1], off[name][1])
