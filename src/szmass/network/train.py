@@ -62,6 +62,7 @@ RECIPE_DEFAULTS = {
     "fresh_skies": False,
     "readout_weight": 0.0,
     "readout_loss": "squared",
+    "sz_weight": 1.0,
     "select_by": "val_loss",
     "val_width_range": [],
     "bn_recalibration": False,
@@ -73,6 +74,7 @@ RECIPE_DEFAULTS = {
     "finetune_batch_size": 32,
     "finetune_readout_weight": 10.0,
     "finetune_readout_loss": "squared",
+    "finetune_sz_weight": 1.0,
     "finetune_stop_patience": 0,
     "finetune_schedule": "cosine",
     "finetune_lr_patience": 0,
@@ -185,6 +187,9 @@ def training_recipe(training: dict[str, Any]) -> dict[str, Any]:
     for key in ("schedule", "finetune_schedule"):
         if recipe[key] not in SCHEDULES:
             raise ValueError(f"training.{key} is {recipe[key]!r}; expected one of {SCHEDULES}")
+    for key in ("sz_weight", "finetune_sz_weight"):
+        if not recipe[key] > 0:
+            raise ValueError(f"training.{key} is {recipe[key]!r}; expected a weight > 0")
     for key in ("ema_momentum", "finetune_ema_momentum"):
         if not 0.0 <= recipe[key] < 1.0:
             raise ValueError(f"training.{key} is {recipe[key]!r}; expected 0 (off) <= m < 1")
@@ -211,14 +216,14 @@ def _compile(net, recipe: dict[str, Any]) -> None:
 
     from .readout import ReadoutMSE
 
-    weight, ema = recipe["readout_weight"], recipe["ema_momentum"]
+    weight, ema, sz = recipe["readout_weight"], recipe["ema_momentum"], recipe["sz_weight"]
     net.compile(
         optimizer=keras.optimizers.Adam(
             recipe["learning_rate"], use_ema=ema > 0, ema_momentum=ema or 0.99
         ),
         loss=(
-            ReadoutMSE(readout_weight=weight, readout_loss=recipe["readout_loss"])
-            if weight > 0
+            ReadoutMSE(readout_weight=weight, readout_loss=recipe["readout_loss"], sz_weight=sz)
+            if weight > 0 or sz != 1.0
             else "mse"
         ),
         jit_compile=False,
@@ -321,7 +326,12 @@ def train_model(
         log.info("resuming from the checkpoint after epoch %d", state["epochs_done"])
     else:
         if ckpt_dir.exists():
-            log.info("discarding a checkpoint of other settings (or unfinished) in %s", ckpt_dir)
+            log.info(
+                "discarding a checkpoint of other settings (or unfinished) in %s (this run's "
+                "fingerprint: %s)",
+                ckpt_dir,
+                fp,
+            )
             shutil.rmtree(ckpt_dir)
         ckpt_dir.mkdir(parents=True)
         net = build_mresunet(input_size=npix, input_channels=channels, **model)
@@ -503,6 +513,7 @@ def finetune_recipe(recipe: dict[str, Any], first_epoch: int) -> dict[str, Any]:
         "batch_size": recipe["finetune_batch_size"],
         "readout_weight": recipe["finetune_readout_weight"],
         "readout_loss": recipe["finetune_readout_loss"],
+        "sz_weight": recipe["finetune_sz_weight"],
         "ema_momentum": recipe["finetune_ema_momentum"],
         "schedule": recipe["finetune_schedule"],
         "warmup_epochs": first_epoch,  # the cosine starts at the fine-tune's first epoch

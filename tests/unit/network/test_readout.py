@@ -52,6 +52,23 @@ def test_weight_adds_the_central_mass_pixel():
     assert extra == pytest.approx(np.mean((p2 - y) ** 2) - np.mean((p - y) ** 2), rel=1e-3)
 
 
+def test_sz_weight_scales_the_sz_channel_only():
+    """The map-wide mean over pixels and both channels, the SZ channel's squared errors times
+    ``sz_weight``: (w * mean_sz + mean_mass) / 2, plus the readout term."""
+    y, p = _pair(5)
+    sq = (p.astype(float) - y) ** 2
+    centre = sq[:, 4, 4, 1].mean()
+    expected = (20.0 * sq[..., 0].mean() + sq[..., 1].mean()) / 2 + 3.0 * centre
+    loss = ReadoutMSE(readout_weight=3.0, sz_weight=20.0)
+    assert float(loss(y, p)) == pytest.approx(expected, rel=LOSS_RTOL)
+    assert loss_value(y, p, readout_weight=3.0, sz_weight=20.0) == pytest.approx(
+        expected, rel=LOSS_RTOL
+    )
+    plain = ReadoutMSE(readout_weight=3.0)  # weight 1: the map-wide MSE as before, exactly
+    assert float(plain(y, p)) == float(ReadoutMSE(readout_weight=3.0, sz_weight=1.0)(y, p))
+    assert loss_value(y, p, readout_weight=0.0, sz_weight=1.0) == pytest.approx(sq.mean())
+
+
 def test_relative_readout_is_the_squared_relative_error_at_the_centre():
     y, p = _pair(2)
     y[:, 4, 4, 1], p[:, 4, 4, 1] = [2.0, 2.0, 0.5, 0.5, 4.0], [1.0, 3.0, 0.25, 0.0, 5.0]
@@ -143,7 +160,10 @@ def test_loss_round_trips_through_a_saved_model(tmp_path):
     net.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras")
     assert isinstance(loaded.loss, ReadoutMSE) and loaded.loss.readout_weight == 2.5
-    assert loaded.loss.readout_loss == "relative"
+    assert loaded.loss.readout_loss == "relative" and loaded.loss.sz_weight == 1.0
+    net.compile(optimizer="adam", loss=ReadoutMSE(readout_weight=0.0, sz_weight=30.0))
+    net.save(tmp_path / "w.keras")
+    assert keras.saving.load_model(tmp_path / "w.keras").loss.sz_weight == 30.0
 
 
 def test_readout_scores_known_numbers():

@@ -859,9 +859,11 @@ def test_the_fine_tune_recipe_takes_its_own_keys():
             "finetune_schedule": "plateau",
             "finetune_ema_momentum": 0.99,
             "finetune_stop_patience": 2,
+            "finetune_sz_weight": 20.0,
         }
     )
     ft = finetune_recipe(recipe, first_epoch=30)
+    assert (ft["sz_weight"], recipe["sz_weight"]) == (20.0, 1.0)
     assert (ft["learning_rate"], ft["min_learning_rate"]) == (3e-4, pytest.approx(1.5e-5))
     assert (ft["batch_size"], ft["readout_weight"], ft["readout_loss"]) == (16, 7.0, "log")
     assert (ft["schedule"], ft["ema_momentum"], ft["select_by"]) == ("plateau", 0.99, "val_width")
@@ -892,6 +894,8 @@ def test_a_plateau_fine_tune_stops_at_its_floor(finetune_runs):
         ("finetune_readout_loss", "ln", "finetune_readout_loss is 'ln'; expected one of"),
         ("finetune_stop_patience", -1, "finetune_stop_patience is -1; expected 0"),
         ("finetune_lr_patience", -2, "finetune_lr_patience is -2; expected 0"),
+        ("finetune_sz_weight", 0.0, "finetune_sz_weight is 0.0; expected a weight > 0"),
+        ("sz_weight", -1.0, "sz_weight is -1.0; expected a weight > 0"),
         ("val_width_range", [8.0, 1.0], r"val_width_range is \[8.0, 1.0\]; expected \[\]"),
         ("val_width_range", [50.0, 60.0], r"val_width_range \[50.0, 60.0\] holds 0 of the"),
     ],
