@@ -262,6 +262,14 @@ def check_config(config: dict[str, Any]) -> None:
             "0 < lo < hi (1e14 Msun)"
         )
     _check_redshift(config["cluster"]["redshift"])
+    if config["model"]["z_conditioning"] == "film" and not isinstance(
+        config["cluster"]["redshift"], dict
+    ):
+        raise ConfigError(
+            "config key 'model.z_conditioning': 'film' conditions the network on each "
+            f"cluster's z, but cluster.redshift is one value ({config['cluster']['redshift']}); "
+            "give it a range or use 'channel'"
+        )
     sky = config["sky"]
     if 2 * sky["apodization_width_pix"] > sky["npix"]:
         raise ConfigError(

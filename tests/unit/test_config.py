@@ -273,6 +273,10 @@ def _break_label_clash(c):
     c["split"]["train_masses"] = [1]
 
 
+def _break_film_fixed_z(c):
+    c["model"]["z_conditioning"] = "film"  # cluster.redshift stays one value
+
+
 def _break_apodization(c):
     c["sky"]["apodization_width_pix"] = 21  # 2 x 21 > npix = 40
 
@@ -307,6 +311,7 @@ def _break_redshift_beyond(c):
         (_break_scatter_reversed, "scatter.mass_range"),
         (_break_label_clash, "grid.masses"),
         (_break_apodization, "sky.apodization_width_pix"),
+        (_break_film_fixed_z, "model.z_conditioning"),
         (_break_lmax, "spectra.lmax"),
     ],
     ids=lambda v: v.__name__.removeprefix("_break_") if callable(v) else v,
@@ -340,6 +345,9 @@ def test_redshift_distribution_is_valid_and_reaches_the_shards(test_config, repo
     for set_name, name in (("grid", "M1"), ("scatter", "sigma0.2")):
         spec = shard_spec(test_config, set_name, name)
         assert spec["cluster"]["redshift"] == {"distribution": "uniform", "range": [0.2, 1.5]}
+    test_config["model"]["z_conditioning"] = "film"  # over a range, FiLM is allowed
+    validate_config(test_config, repo / SCHEMA)
+    check_config(test_config)
 
 
 def test_overlap_names_both_ranges(test_config):

@@ -6,6 +6,7 @@ import json
 import logging
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -274,6 +275,63 @@ def test_model_builds_with_a_z_channel():
     assert net.count_params() - one.count_params() == 4 * 9 + 4
     with pytest.raises(ValueError, match="input_channels"):
         build_mresunet(input_size=NPIX, input_channels=0, **TINY)
+
+
+def _film_pair(seed=0):
+    """A channel-only and a FiLM network of the same weights (copied by layer name)."""
+    wider = {**TINY, "base_filters": 4}
+    keras.utils.set_random_seed(seed)
+    channel = build_mresunet(input_size=NPIX, input_channels=2, **wider)
+    film = build_mresunet(input_size=NPIX, input_channels=2, z_conditioning="film", **wider)
+    for layer in channel.layers:
+        if layer.weights:
+            film.get_layer(layer.name).set_weights(layer.get_weights())
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(3, NPIX, NPIX, 2)).astype("float32")
+    x[..., 1] = np.array([-1.0, 0.0, 0.8])[:, None, None]  # each map's constant z channel
+    return channel, film, x
+
+
+def test_film_starts_as_the_channel_network():
+    """FiLM's scale starts at 1 and its shift at 0: the same weights give the same maps."""
+    channel, film, x = _film_pair()
+    film_only = [n for n in (layer.name for layer in film.layers) if "film" in n]
+    assert film_only and not any("film" in layer.name for layer in channel.layers)
+    np.testing.assert_allclose(film(x), channel(x), rtol=1e-5, atol=1e-6)
+    # z's selector (2 fixed weights), 32 hidden units (32 + 32), then per block (depth 1:
+    # enc0 4 filters, bridge 8, dec0 4) a scale and a shift of (32 + 1) weights per filter
+    assert film.count_params() - channel.count_params() == 2 + 64 + 2 * 33 * (4 + 8 + 4)
+    assert film.get_layer("film_z").trainable is False
+
+
+def test_film_conditions_the_blocks_on_z():
+    """With the first convolution blind to the z channel, only FiLM carries z: the output
+    changes with z through a non-zero FiLM weight and not without it."""
+    channel, film, x = _film_pair(1)
+    for net in (channel, film):
+        for name in ("enc0_d1_conv", "enc0_d1_proj"):
+            kernel, bias = net.get_layer(name).get_weights()
+            kernel[:, :, 1, :] = 0.0  # the z channel's weights
+            net.get_layer(name).set_weights([kernel, bias])
+    other_z = x.copy()
+    other_z[..., 1] = 0.3
+    np.testing.assert_allclose(channel(x), channel(other_z), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(film(x), film(other_z), rtol=1e-5, atol=1e-6)  # identity FiLM
+    g = film.get_layer("bridge_film_g")
+    kernel, bias = g.get_weights()
+    g.set_weights([np.full_like(kernel, 0.5), bias])
+    assert not np.allclose(film(x), film(other_z), rtol=1e-3, atol=1e-4)
+
+
+def test_film_round_trips_and_needs_a_z_input(tmp_path):
+    _, film, x = _film_pair(2)
+    film.save(tmp_path / "film.keras")
+    loaded = keras.saving.load_model(tmp_path / "film.keras")
+    np.testing.assert_array_equal(loaded(x), film(x))
+    with pytest.raises(ValueError, match="z_conditioning 'film' needs a model that takes"):
+        build_mresunet(input_size=NPIX, z_conditioning="film", **TINY)
+    with pytest.raises(ValueError, match="z_conditioning is 'dense'"):
+        build_mresunet(input_size=NPIX, input_channels=2, z_conditioning="dense", **TINY)
 
 
 def test_normalization_from_training_of_a_single_z(shards16):
