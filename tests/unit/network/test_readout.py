@@ -258,14 +258,19 @@ def test_recalibration_gives_the_average_batch_statistics():
     )
 
 
-def test_dropout_shifts_the_statistics():
-    """The fault this guards against: statistics gathered with dropout on (what training's
-    moving averages see) differ from those of the inputs the model predicts on."""
-    keras.utils.set_random_seed(4)
+def _dropout_net(seed: int):
+    """A small mResUNet with dropout 0.5 in its decoder and 64 random inputs."""
+    keras.utils.set_random_seed(seed)
     net = build_mresunet(
         input_size=8, base_filters=2, depth=2, n_substages=2, skip_dilations=(2,), dropout=0.5
     )
-    x = np.random.default_rng(5).normal(size=(64, 8, 8, 1)).astype("float32")
+    return net, np.random.default_rng(seed + 1).normal(size=(64, 8, 8, 1)).astype("float32")
+
+
+def test_dropout_shifts_the_statistics():
+    """The fault this guards against: statistics gathered with dropout on (what training's
+    moving averages see) differ from those of the inputs the model predicts on."""
+    net, x = _dropout_net(4)
     recalibrate_batch_norm(net, x, batch_size=64)
     off = _moving_stats(net)
     bns = [layer for layer in net.layers if isinstance(layer, keras.layers.BatchNormalization)]
@@ -284,11 +289,7 @@ def test_recalibration_keeps_dropout_on_and_off_apart():
     """The traced pass is kept per model and per ``dropout_off``: statistics gathered with
     dropout on (bench_readout's diagnostic) differ in the decoder, and recalibrating again with
     it off gives back the first statistics."""
-    keras.utils.set_random_seed(6)
-    net = build_mresunet(
-        input_size=8, base_filters=2, depth=2, n_substages=2, skip_dilations=(2,), dropout=0.5
-    )
-    x = np.random.default_rng(7).normal(size=(64, 8, 8, 1)).astype("float32")
+    net, x = _dropout_net(6)
     recalibrate_batch_norm(net, x, batch_size=32)
     off = _moving_stats(net)
     recalibrate_batch_norm(net, x, batch_size=32, dropout_off=False)
